@@ -25,7 +25,7 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "vla-accel = vla_accel_ros.cli:main",
+            "vla-accel = vla_accel_ros.cli:console_main",
             "inference_node = vla_accel_ros.ros.inference_node:main",
             "kinematics_node = vla_accel_ros.ros.kinematics_node:main",
             "controller_node = vla_accel_ros.ros.controller_node:main",

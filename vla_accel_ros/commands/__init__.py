@@ -1,0 +1,1 @@
+"""Sub-commands of `vla-accel` (one module each; see vla_accel_ros/cli.py)."""
