@@ -1,0 +1,38 @@
+"""`vla-accel train`: behaviour-clone the built-in VLA from demonstration bags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+HELP = "train the token-domain VLA on demonstration bags (resumable, deterministic seed)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=Path("data/demos"), help="folder of rosbag2 demo bags")
+    parser.add_argument("--out", type=Path, default=Path("runs/builtin"), help="checkpoint folder to write")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--model", default="{}", help='JSON VlaConfig overrides, e.g. \'{"hidden_size": 192}\'')
+
+
+def run(args: argparse.Namespace) -> int:
+    from vla_accel_ros.training.train import TrainConfig, train
+
+    try:
+        overrides = json.loads(args.model)
+    except json.JSONDecodeError as err:
+        print(f"--model is not valid JSON: {err}", file=sys.stderr)
+        return 2
+    cfg = TrainConfig(data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, threads=args.threads, model=overrides,
+                      command="vla-accel train " + shlex.join(sys.argv[2:]))
+    summary = train(cfg)
+    print(f"wrote {args.out} ({summary['train_seconds'] / 60:.1f} min)")
+    return 0

@@ -1,0 +1,25 @@
+"""Pure control logic: DyQ precision switching, KERV threshold, safety guard, staleness watchdog."""
+
+from vla_accel_ros.control.precision_policy import PrecisionPolicy, decision_cost_ms
+from vla_accel_ros.control.safety import SafetyGuard, SafetyLimits, Verdict, hold_action
+from vla_accel_ros.control.threshold_policy import (
+    ThresholdPolicy,
+    action_units_to_bins,
+    bins_to_action_units,
+    uniform_bin_width,
+)
+from vla_accel_ros.control.watchdog import Watchdog
+
+__all__ = [
+    "PrecisionPolicy",
+    "SafetyGuard",
+    "SafetyLimits",
+    "ThresholdPolicy",
+    "Verdict",
+    "Watchdog",
+    "action_units_to_bins",
+    "bins_to_action_units",
+    "decision_cost_ms",
+    "hold_action",
+    "uniform_bin_width",
+]

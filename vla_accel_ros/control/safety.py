@@ -1,0 +1,191 @@
+"""Last check on every action before it reaches the arm.
+
+Policy (why: a hold costs one control step, a bad action can cost the arm):
+- wrong length, non-numeric, NaN/inf -> not ok (hold);
+- outside the per-dimension [clip_min, clip_max] -> clipped, still ok (the reason and `clipped` say which);
+- on the clipped action: translation norm above max_translation, rotation norm above max_rotation (7-D),
+  gripper change above max_gripper_change, or a move that leaves the workspace box -> not ok (hold), with
+  each limit broken and by how much in `violations`.
+
+The workspace check needs the current end-effector position (`ee_position`) and `translation_scale` (position
+units per action unit, e.g. Meta-World moves 1/100 m per unit); it predicts ee + scale * a^xyz. A move is
+refused when that target lies outside the box, unless it brings an arm that is already outside closer to it
+(so the arm can always recover). Without ee_position the workspace check is skipped. Every limit is optional.
+
+A hold is zero motion with the gripper command unchanged (`hold_action`): a zero gripper command would
+open a closed gripper halfway on most arms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+Violation = tuple[str, float, float]  # (limit name, value, limit)
+
+
+def _opt_positive(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"SafetyLimits.{name} must be None or a finite number >= 0, got {value!r}")
+
+
+def _opt_vector(name: str, value: Sequence[float] | None, size: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    v = np.asarray(value, dtype=np.float64)
+    if v.shape != (size,) or not np.isfinite(v).all():
+        raise ValueError(f"SafetyLimits.{name} must be None or {size} finite numbers, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Limits in action units (the workspace box in the units of ee_position). None = limit off."""
+
+    action_dim: int
+    max_translation: float | None = None
+    max_rotation: float | None = None
+    clip_min: Sequence[float] | None = None
+    clip_max: Sequence[float] | None = None
+    max_gripper_change: float | None = None
+    workspace_min: Sequence[float] | None = None
+    workspace_max: Sequence[float] | None = None
+    translation_scale: float = 1.0
+    _arrays: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.action_dim not in (4, 7):
+            raise ValueError(f"SafetyLimits.action_dim must be 4 or 7, got {self.action_dim!r}")
+        for name in ("max_translation", "max_rotation", "max_gripper_change"):
+            _opt_positive(name, getattr(self, name))
+        if self.max_rotation is not None and self.action_dim != 7:
+            raise ValueError("SafetyLimits.max_rotation applies to 7-D actions only")
+        if not (math.isfinite(self.translation_scale) and self.translation_scale > 0):
+            raise ValueError(f"SafetyLimits.translation_scale must be > 0, got {self.translation_scale!r}")
+        arr = self._arrays
+        arr["clip_min"] = _opt_vector("clip_min", self.clip_min, self.action_dim)
+        arr["clip_max"] = _opt_vector("clip_max", self.clip_max, self.action_dim)
+        if (
+            arr["clip_min"] is not None
+            and arr["clip_max"] is not None
+            and (arr["clip_min"] > arr["clip_max"]).any()
+        ):
+            raise ValueError("SafetyLimits: clip_min must be <= clip_max in every dimension")
+        arr["workspace_min"] = _opt_vector("workspace_min", self.workspace_min, 3)
+        arr["workspace_max"] = _opt_vector("workspace_max", self.workspace_max, 3)
+        if (arr["workspace_min"] is None) != (arr["workspace_max"] is None):
+            raise ValueError("SafetyLimits: give both workspace_min and workspace_max, or neither")
+        if arr["workspace_min"] is not None and (arr["workspace_min"] > arr["workspace_max"]).any():
+            raise ValueError("SafetyLimits: workspace_min must be <= workspace_max on every axis")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SafetyLimits:
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"SafetyLimits: unknown keys {unknown}; expected a subset of {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    action: np.ndarray | None  # the action to execute (clipped) when ok, else None: hold
+    reason: str
+    violations: list[Violation] = field(default_factory=list)
+    clipped: list[int] = field(default_factory=list)
+
+
+def hold_action(action_dim: int, last_gripper: float | None = None) -> np.ndarray:
+    """Zero motion, gripper kept at the last command (0.0 when none is known yet)."""
+    a = np.zeros(action_dim, dtype=np.float32)
+    if last_gripper is not None and math.isfinite(last_gripper):
+        a[-1] = last_gripper
+    return a
+
+
+def _outside(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Euclidean distance from p to the box (0 inside)."""
+    return float(np.linalg.norm(np.maximum(0.0, np.maximum(lo - p, p - hi))))
+
+
+class SafetyGuard:
+    """Stateful: remembers the last accepted gripper command for the rate limit and for holds."""
+
+    def __init__(self, limits: SafetyLimits, initial_gripper: float | None = None) -> None:
+        self.limits = limits
+        self.last_gripper = initial_gripper  # None: the first gripper change is not rate-checked
+
+    def hold(self) -> np.ndarray:
+        return hold_action(self.limits.action_dim, self.last_gripper)
+
+    def reset(self, initial_gripper: float | None = None) -> None:
+        self.last_gripper = initial_gripper
+
+    def check(self, action: np.ndarray, ee_position: np.ndarray | None = None) -> Verdict:
+        lim = self.limits
+        try:
+            a = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            return Verdict(False, None, "hold: action is not numeric", [("numeric", math.nan, math.nan)])
+        if a.shape != (lim.action_dim,):
+            n = float(a.size)
+            return Verdict(
+                False,
+                None,
+                f"hold: action shape {a.shape}, expected ({lim.action_dim},)",
+                [("length", n, float(lim.action_dim))],
+            )
+        bad = int((~np.isfinite(a)).sum())
+        if bad:
+            return Verdict(False, None, f"hold: {bad} non-finite value(s)", [("finite", float(bad), 0.0)])
+        arr = lim._arrays
+        lo = arr["clip_min"] if arr["clip_min"] is not None else -np.inf
+        hi = arr["clip_max"] if arr["clip_max"] is not None else np.inf
+        c64 = np.clip(a, lo, hi)
+        clipped = np.flatnonzero(c64 != a).tolist()
+        with np.errstate(over="ignore"):
+            out = c64.astype(np.float32)  # the limits are checked on exactly what will be executed
+        if not np.isfinite(out).all():
+            return Verdict(False, None, "hold: value(s) beyond float32 range", [("finite", math.inf, 0.0)])
+        c = out.astype(np.float64)
+        violations: list[Violation] = []
+        if lim.max_translation is not None:
+            v = float(np.linalg.norm(c[:3]))
+            if v > lim.max_translation:
+                violations.append(("max_translation", v, lim.max_translation))
+        if lim.max_rotation is not None:
+            v = float(np.linalg.norm(c[3:6]))
+            if v > lim.max_rotation:
+                violations.append(("max_rotation", v, lim.max_rotation))
+        if lim.max_gripper_change is not None and self.last_gripper is not None:
+            v = abs(float(c[-1]) - self.last_gripper)
+            if v > lim.max_gripper_change:
+                violations.append(("max_gripper_change", v, lim.max_gripper_change))
+        if ee_position is not None and arr["workspace_min"] is not None:
+            violations.extend(self._workspace(ee_position, c))
+        if violations:
+            text = "; ".join(
+                f"{n} {v:.4g} > {b:.4g}" if math.isfinite(b) else f"{n} invalid" for n, v, b in violations
+            )
+            return Verdict(False, None, f"hold: {text}", violations, clipped)
+        self.last_gripper = float(c[-1])
+        reason = f"ok; clipped dims {clipped}" if clipped else "ok"
+        return Verdict(True, out, reason, [], clipped)
+
+    def _workspace(self, ee_position: np.ndarray, c: np.ndarray) -> list[Violation]:
+        lo, hi = self.limits._arrays["workspace_min"], self.limits._arrays["workspace_max"]
+        try:
+            p = np.asarray(ee_position, dtype=np.float64)
+        except (TypeError, ValueError):
+            p = np.full(1, np.nan)
+        if p.shape != (3,) or not np.isfinite(p).all():
+            return [("ee_position", math.nan, math.nan)]
+        now = _outside(p, lo, hi)
+        after = _outside(p + self.limits.translation_scale * c[:3], lo, hi)
+        if after > 0.0 and after >= now:
+            return [("workspace", after, 0.0)]
+        return []

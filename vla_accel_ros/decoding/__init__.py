@@ -1,0 +1,1 @@
+"""Decoding strategies over the VLA's prefill / extend / rollback interface."""

@@ -1,0 +1,1 @@
+"""Closed-loop evaluation in the simulator, bag replay, and the reports built from them."""

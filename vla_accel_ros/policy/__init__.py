@@ -1,0 +1,1 @@
+"""The token-domain VLA: tokenizers, model, checkpoints and the runtime the nodes call."""

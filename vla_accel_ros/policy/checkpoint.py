@@ -1,0 +1,83 @@
+"""Checkpoint directories: model.safetensors + config.json (+ card.md).
+
+Only non-executable formats load by default: a pickle-based file (.bin, .pt, .pth,
+.pkl, .ckpt) can run arbitrary code when unpickled, so it is refused unless the
+caller explicitly allows it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from vla_accel_ros.policy.config import VlaConfig
+from vla_accel_ros.policy.model import VlaModel
+
+log = logging.getLogger(__name__)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+BUILTIN = Path(__file__).resolve().parent.parent / "assets" / "builtin"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message says why."""
+
+
+def save_checkpoint(model: VlaModel, directory: Path, card: str | None = None, dtype=torch.float32) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "vla_accel_ros"})
+    (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
+    if card is not None:
+        (directory / "card.md").write_text(card)
+
+
+def load_checkpoint(directory: Path | str | None = None, allow_pickle: bool = False) -> VlaModel:
+    directory = BUILTIN if directory in (None, "", "builtin") else Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} does not exist")
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{directory} has no config.json")
+    try:
+        config = VlaConfig.from_dict(json.loads(config_path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{config_path}: invalid config ({err})") from err
+    model = VlaModel(config)
+    weights = directory / "model.safetensors"
+    if weights.is_file():
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{weights}: unreadable or truncated safetensors file ({err})") from err
+    else:
+        pickled = [p for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if not pickled:
+            raise CheckpointError(f"{directory} has no model.safetensors")
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{pickled[0]} is a pickle-based file, which can execute code when loaded; convert it to "
+                "safetensors, or pass allow_pickle=True if you trust its source"
+            )
+        log.warning("loading pickle-based checkpoint %s (allowed explicitly)", pickled[0])
+        state = torch.load(pickled[0], map_location="cpu", weights_only=False)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{directory}: weights do not match config.json "
+            f"({len(missing)} missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})"
+        )
+    bad = [k for k, v in state.items() if v.shape != expected[k].shape]
+    if bad:
+        raise CheckpointError(
+            f"{directory}: tensor {bad[0]} has shape {tuple(state[bad[0]].shape)}, config expects "
+            f"{tuple(expected[bad[0]].shape)}"
+        )
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()

@@ -1,0 +1,72 @@
+"""Configuration of the token-domain VLA, stored as config.json beside the weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class VlaConfig:
+    # Inputs
+    cameras: list[str] = field(default_factory=lambda: ["corner", "wrist"])
+    image_size: int = 64
+    state_dim: int = 9  # proprioception: joint positions
+    action_dim: int = 4
+    # Vision encoder (strided CNN per camera -> (image_size/16)^2 tokens each) and projector
+    vision_channels: list[int] = field(default_factory=lambda: [32, 64, 96, 128])
+    # Llama decoder
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate_size: int = 384
+    max_positions: int = 128
+    # Vocabulary: prompt words first, the last n_bins ids are action tokens
+    n_bins: int = 256
+    prompt_vocab: list[str] = field(default_factory=list)
+    prompt_length: int = 12  # fixed: [<pad>...] <bos> words <act>
+    text_vocab_size: int = 0  # > 0 when the backbone brings its own tokenizer (e.g. SmolLM2)
+    backbone: str = "scratch"  # "scratch" or the name of a pretrained Llama backbone
+    # Normalization statistics (OpenVLA style: q01/q99 for actions, mean/std for proprio)
+    action_q01: list[float] = field(default_factory=list)
+    action_q99: list[float] = field(default_factory=list)
+    state_mean: list[float] = field(default_factory=list)
+    state_std: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.image_size % 16:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of 16")
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size}, num_heads {self.num_heads} and num_kv_heads "
+                f"{self.num_kv_heads} must divide evenly"
+            )
+        for name in ("action_q01", "action_q99"):
+            values = getattr(self, name)
+            if values and len(values) != self.action_dim:
+                raise ValueError(f"{name} has {len(values)} values, action_dim is {self.action_dim}")
+        for name in ("state_mean", "state_std"):
+            values = getattr(self, name)
+            if values and len(values) != self.state_dim:
+                raise ValueError(f"{name} has {len(values)} values, state_dim is {self.state_dim}")
+
+    @property
+    def tokens_per_image(self) -> int:
+        return (self.image_size // 16) ** 2
+
+    @property
+    def vocab_size(self) -> int:
+        base = self.text_vocab_size or (len(self.prompt_vocab) + 4)
+        return base + self.n_bins
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VlaConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown VlaConfig keys: {unknown}")
+        return cls(**known)

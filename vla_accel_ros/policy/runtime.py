@@ -1,0 +1,163 @@
+"""The policy as the nodes, evaluation and replay call it: observation in, action out.
+
+Preprocessing, prefill and decoding of one control step live here; which decoder and
+precision run is chosen per call, so the controller can change them every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vla_accel_ros.decoding.autoregressive import DecodeOutput, decode_autoregressive
+from vla_accel_ros.decoding.common import StageTimer
+from vla_accel_ros.policy.checkpoint import load_checkpoint
+from vla_accel_ros.policy.model import VlaModel
+from vla_accel_ros.policy.tokenizer import ActionTokenizer, PromptTokenizer
+
+FULL_PRECISION = "fp32"
+AUTOREGRESSIVE = "ar"
+
+
+class InputError(ValueError):
+    """An observation the policy must not act on; the message names the problem."""
+
+
+@dataclass
+class PolicyInput:
+    images: dict[str, np.ndarray]  # camera -> H x W x 3 uint8 RGB, upright
+    joint_positions: np.ndarray
+    instruction: str
+
+
+@dataclass
+class ActionResult:
+    action: np.ndarray
+    token_ids: np.ndarray
+    precision: str
+    decoding: str
+    threshold: float = 0.0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    kalman_filled: list[int] = field(default_factory=list)
+    target_passes: int = 0
+    fallback: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_ms(self) -> float:
+        return float(sum(self.timings_ms.values()))
+
+
+class Policy:
+    def __init__(self, model: VlaModel) -> None:
+        self.model = model.eval()
+        cfg = model.config
+        if not cfg.action_q01 or not cfg.state_mean:
+            raise InputError("checkpoint config lacks normalization statistics")
+        self.config = cfg
+        self.actions = ActionTokenizer(cfg.action_q01, cfg.action_q99, cfg.vocab_size, cfg.n_bins)
+        self.prompts = PromptTokenizer(cfg.prompt_vocab)
+        self._state_mean = torch.tensor(cfg.state_mean, dtype=torch.float32)
+        self._state_std = torch.tensor(cfg.state_std, dtype=torch.float32).clamp_min(1e-6)
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+        # Decoders registered by name; speculative ones are added by their modules.
+        self.decoders = {AUTOREGRESSIVE: self._decode_ar}
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, allow_pickle: bool = False) -> Policy:
+        return cls(load_checkpoint(path, allow_pickle=allow_pickle))
+
+    @property
+    def action_dim(self) -> int:
+        return self.config.action_dim
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.config.cameras)
+
+    @property
+    def precisions(self) -> list[str]:
+        return [FULL_PRECISION]
+
+    # -- preprocessing -------------------------------------------------------------------
+    def _image_tensor(self, name: str, image: np.ndarray) -> torch.Tensor:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            shape = getattr(image, "shape", None)
+            raise InputError(f"camera '{name}': expected an H x W x 3 uint8 image, got {shape}")
+        if image.shape[0] < 8 or image.shape[1] < 8:
+            raise InputError(f"camera '{name}': image {image.shape[:2]} is too small")
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        size = self.config.image_size
+        if t.shape[-2:] != (size, size):
+            t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return t
+
+    def preprocess(self, inp: PolicyInput) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        missing = [c for c in self.config.cameras if c not in inp.images]
+        if missing:
+            raise InputError(f"missing camera image(s): {missing}")
+        images = {c: self._image_tensor(c, inp.images[c]) for c in self.config.cameras}
+        joints = np.asarray(inp.joint_positions, dtype=np.float32).reshape(-1)
+        if joints.shape[0] != self.config.state_dim:
+            raise InputError(f"joint state has {joints.shape[0]} values, the policy expects {self.config.state_dim}")
+        if not np.all(np.isfinite(joints)):
+            raise InputError("joint state contains NaN or inf")
+        if not inp.instruction or not inp.instruction.strip():
+            raise InputError("empty instruction")
+        state = (torch.from_numpy(joints).unsqueeze(0) - self._state_mean) / self._state_std
+        prompt = self._prompt_cache.get(inp.instruction)
+        if prompt is None:
+            ids = self.prompts.encode(inp.instruction, self.config.prompt_length)
+            prompt = torch.tensor([ids], dtype=torch.long)
+            if len(self._prompt_cache) < 256:
+                self._prompt_cache[inp.instruction] = prompt
+        return images, state, prompt
+
+    # -- one control step ----------------------------------------------------------------
+    def _decode_ar(self, prefill, timer: StageTimer, **_: object) -> DecodeOutput:
+        return decode_autoregressive(self.model, prefill, self.action_dim, timer)
+
+    @torch.inference_mode()
+    def act(
+        self,
+        inp: PolicyInput,
+        precision: str = FULL_PRECISION,
+        decoding: str = AUTOREGRESSIVE,
+        threshold: float = 0.0,
+        kalman_action: np.ndarray | None = None,
+    ) -> ActionResult:
+        timer = StageTimer()
+        fallback = []
+        if precision not in self.precisions:
+            fallback.append(f"precision '{precision}' unavailable")
+            precision = FULL_PRECISION
+        if decoding not in self.decoders:
+            fallback.append(f"decoding '{decoding}' unavailable")
+            decoding = AUTOREGRESSIVE
+        with timer.stage("preprocess"):
+            images, state, prompt = self.preprocess(inp)
+        with timer.stage("prefill"):
+            prefill = self.model.prefill(images, state, prompt)
+        out = self.decoders[decoding](prefill, timer, threshold=threshold, kalman_action=kalman_action)
+        ids = out.token_ids[0].numpy()
+        action = self.actions.decode(ids)
+        for dim in out.kalman_filled:
+            action[dim] = np.float32(kalman_action[dim])
+        return ActionResult(
+            action=action,
+            token_ids=ids,
+            precision=precision,
+            decoding=decoding,
+            threshold=float(threshold),
+            draft_tokens=out.draft_tokens,
+            accepted_tokens=out.accepted_tokens,
+            kalman_filled=list(out.kalman_filled),
+            target_passes=out.target_passes,
+            fallback="; ".join(fallback) or None,
+            timings_ms=timer.ms,
+        )

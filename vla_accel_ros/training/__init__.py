@@ -1,0 +1,1 @@
+"""Behaviour-cloning training of the token-domain VLA from demonstration bags."""
