@@ -35,8 +35,15 @@ class EpisodeResult:
 StepController = Callable[[list[np.ndarray]], dict]
 
 
-def run_episode(policy: Policy, task: str, seed: int, max_steps: int, image_size: int,
-                controller: StepController | None = None, warmup: int = 0) -> EpisodeResult:
+def run_episode(
+    policy: Policy,
+    task: str,
+    seed: int,
+    max_steps: int,
+    image_size: int,
+    controller: StepController | None = None,
+    warmup: int = 0,
+) -> EpisodeResult:
     from vla_accel_ros.sim.metaworld_arm import SimArm
 
     arm = SimArm(task, image_size=image_size, cameras=policy.cameras, max_steps=max_steps)
@@ -70,8 +77,15 @@ def _worker(args: tuple) -> list[dict]:
     return [asdict(run_episode(policy, task, seed, max_steps, image_size)) for task, seed in jobs]
 
 
-def evaluate(checkpoint: str | None, tasks: list[str], episodes: int, max_steps: int = 200,
-             workers: int = 1, seed_offset: int = 0, progress: bool = True) -> dict:
+def evaluate(
+    checkpoint: str | None,
+    tasks: list[str],
+    episodes: int,
+    max_steps: int = 200,
+    workers: int = 1,
+    seed_offset: int = 0,
+    progress: bool = True,
+) -> dict:
     """Run `episodes` held-out episodes per task; returns the report dict (see summarize)."""
     policy = Policy.load(checkpoint)
     image_size = policy.config.image_size
@@ -80,8 +94,10 @@ def evaluate(checkpoint: str | None, tasks: list[str], episodes: int, max_steps:
     if workers <= 1:
         from tqdm import tqdm
 
-        results = [asdict(run_episode(policy, t, s, max_steps, image_size))
-                   for t, s in tqdm(jobs, desc="episodes", disable=not progress)]
+        results = [
+            asdict(run_episode(policy, t, s, max_steps, image_size))
+            for t, s in tqdm(jobs, desc="episodes", disable=not progress)
+        ]
     else:
         chunks = [jobs[i::workers] for i in range(workers)]
         ctx = mp.get_context("spawn")
@@ -97,13 +113,18 @@ def evaluate(checkpoint: str | None, tasks: list[str], episodes: int, max_steps:
 
 def summarize(results: list[dict]) -> dict:
     per_task = {}
-    for task in sorted({r["task"] for r in results}, key=lambda t: list(TASKS).index(t) if t in TASKS else 99):
+    for task in sorted(
+        {r["task"] for r in results}, key=lambda t: list(TASKS).index(t) if t in TASKS else 99
+    ):
         rs = [r for r in results if r["task"] == task]
         k = sum(r["success"] for r in rs)
         lo, hi = wilson_interval(k, len(rs))
         lat = [x for r in rs for x in r["latency_ms"]]
         per_task[task] = {
-            "episodes": len(rs), "successes": k, "success_rate": k / len(rs), "ci95": [lo, hi],
+            "episodes": len(rs),
+            "successes": k,
+            "success_rate": k / len(rs),
+            "ci95": [lo, hi],
             "mean_steps": float(np.mean([r["steps"] for r in rs])),
             "mean_steps_success": float(np.mean([r["steps"] for r in rs if r["success"]])) if k else None,
             "latency_ms": percentiles(lat),
@@ -114,24 +135,34 @@ def summarize(results: list[dict]) -> dict:
     lat = [x for r in results for x in r["latency_ms"]]
     return {
         "tasks": per_task,
-        "overall": {"episodes": n, "successes": k, "success_rate": k / n if n else 0.0,
-                    "ci95": [lo, hi], "task_mean_success": float(np.mean([v["success_rate"] for v in
-                                                                            per_task.values()])),
-                    "latency_ms": percentiles(lat)},
+        "overall": {
+            "episodes": n,
+            "successes": k,
+            "success_rate": k / n if n else 0.0,
+            "ci95": [lo, hi],
+            "task_mean_success": float(np.mean([v["success_rate"] for v in per_task.values()])),
+            "latency_ms": percentiles(lat),
+        },
         "seeds": sorted({r["seed"] for r in results}),
     }
 
 
 def markdown_table(report: dict, title: str) -> str:
-    lines = [f"### {title}", "", "| task | success | 95 % CI | episodes | mean length | policy ms/step p50 / p95 |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| task | success | 95 % CI | episodes | mean length | policy ms/step p50 / p95 |",
+        "|---|---|---|---|---|---|",
+    ]
     rows = list(report["tasks"].items()) + [("**mean over tasks**", report["overall"])]
     for name, v in rows:
         rate = v.get("task_mean_success", v["success_rate"])
         lat = v["latency_ms"]
         steps = f"{v['mean_steps']:.0f}" if "mean_steps" in v else "-"
-        lines.append(f"| {name} | {rate * 100:.1f} % | {v['ci95'][0] * 100:.1f}-{v['ci95'][1] * 100:.1f} % | "
-                     f"{v['episodes']} | {steps} | {lat['p50']:.1f} / {lat['p95']:.1f} |")
+        lines.append(
+            f"| {name} | {rate * 100:.1f} % | {v['ci95'][0] * 100:.1f}-{v['ci95'][1] * 100:.1f} % | "
+            f"{v['episodes']} | {steps} | {lat['p50']:.1f} / {lat['p95']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

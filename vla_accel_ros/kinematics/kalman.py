@@ -289,6 +289,17 @@ class KalmanCompensator:
         self._step = 0
         self._last_fill = None
 
+    def mark_filled(self) -> None:
+        """Record a fill made elsewhere (by the decoder) at the step being decoded: starts the cool-down."""
+        self._last_fill = self._step
+
+    def prediction(self) -> np.ndarray | None:
+        """One-step prediction, NaN where the mask forbids filling; None while no fill may happen."""
+        if not self.can_fill():
+            return None
+        mean, _ = self.kalman.predict()
+        return np.where(self.mask, mean, np.nan).astype(np.float32)
+
     def fill(self, action: np.ndarray, first_open: int) -> Fill:
         """Fill dimensions >= first_open of `action` (the ones before are decided) from the prediction."""
         dim = self.kalman.action_dim

@@ -71,7 +71,8 @@ def load_checkpoint(directory: Path | str | None = None, allow_pickle: bool = Fa
     if missing or unexpected:
         raise CheckpointError(
             f"{directory}: weights do not match config.json "
-            f"({len(missing)} missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})"
+            f"({len(missing)} missing, e.g. {missing[:2]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})"
         )
     bad = [k for k, v in state.items() if v.shape != expected[k].shape]
     if bad:

@@ -113,7 +113,10 @@ class VlaModel(nn.Module):
             cache.crop(-excess)
 
     def forward_train(
-        self, images: dict[str, torch.Tensor], state: torch.Tensor, prompt_ids: torch.Tensor,
+        self,
+        images: dict[str, torch.Tensor],
+        state: torch.Tensor,
+        prompt_ids: torch.Tensor,
         action_ids: torch.Tensor,
     ) -> torch.Tensor:
         """Teacher-forced logits over the action bins for each action dimension (B, A, n_bins)."""
@@ -122,4 +125,4 @@ class VlaModel(nn.Module):
         hidden = self.llama(inputs_embeds=embeds, use_cache=False).last_hidden_state
         a = action_ids.shape[1]
         logits = self.lm_head(hidden[:, -a:])
-        return logits[..., self.action_first_id:]
+        return logits[..., self.action_first_id :]

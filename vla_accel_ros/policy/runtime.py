@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from vla_accel_ros.decoding.autoregressive import DecodeOutput, decode_autoregressive
 from vla_accel_ros.decoding.common import StageTimer
+from vla_accel_ros.decoding.draft import DRAFT_DIR, DraftError
 from vla_accel_ros.policy.checkpoint import load_checkpoint
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.tokenizer import ActionTokenizer, PromptTokenizer
@@ -67,10 +68,39 @@ class Policy:
         self._prompt_cache: dict[str, torch.Tensor] = {}
         # Decoders registered by name; speculative ones are added by their modules.
         self.decoders = {AUTOREGRESSIVE: self._decode_ar}
+        self.draft = None  # speculative decoders exist only with a draft (attach_draft)
+        self.draft_error: str | None = None
 
     @classmethod
     def load(cls, path: Path | str | None = None, allow_pickle: bool = False) -> Policy:
-        return cls(load_checkpoint(path, allow_pickle=allow_pickle))
+        policy = cls(load_checkpoint(path, allow_pickle=allow_pickle))
+        policy.load_draft(path)
+        return policy
+
+    def load_draft(self, checkpoint: Path | str | None = None) -> bool:
+        """Attach `<checkpoint>/draft/` if there is one; a broken draft only leaves the speculative
+        decoders out (act() then falls back to autoregressive decoding and says why)."""
+        from vla_accel_ros.decoding.draft import DraftLoadError, load_draft
+        from vla_accel_ros.policy.checkpoint import BUILTIN
+
+        root = BUILTIN if checkpoint in (None, "", "builtin") else Path(checkpoint)
+        directory = root / DRAFT_DIR
+        if not directory.is_dir():
+            self.draft_error = f"no draft in {directory}"
+            return False
+        try:
+            self.attach_draft(load_draft(directory, self.model))
+        except DraftLoadError as err:
+            self.draft_error = str(err)
+            return False
+        return True
+
+    def attach_draft(self, draft, **options) -> None:
+        """Register "spec", "specvla" and "kerv" over `draft` (options: see speculative_decoders)."""
+        from vla_accel_ros.decoding.speculative import speculative_decoders
+
+        self.decoders.update(speculative_decoders(self.model, self.actions, draft, **options))
+        self.draft, self.draft_error = draft, None
 
     @property
     def action_dim(self) -> int:
@@ -86,7 +116,12 @@ class Policy:
 
     # -- preprocessing -------------------------------------------------------------------
     def _image_tensor(self, name: str, image: np.ndarray) -> torch.Tensor:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        if (
+            not isinstance(image, np.ndarray)
+            or image.dtype != np.uint8
+            or image.ndim != 3
+            or image.shape[2] != 3
+        ):
             shape = getattr(image, "shape", None)
             raise InputError(f"camera '{name}': expected an H x W x 3 uint8 image, got {shape}")
         if image.shape[0] < 8 or image.shape[1] < 8:
@@ -104,7 +139,9 @@ class Policy:
         images = {c: self._image_tensor(c, inp.images[c]) for c in self.config.cameras}
         joints = np.asarray(inp.joint_positions, dtype=np.float32).reshape(-1)
         if joints.shape[0] != self.config.state_dim:
-            raise InputError(f"joint state has {joints.shape[0]} values, the policy expects {self.config.state_dim}")
+            raise InputError(
+                f"joint state has {joints.shape[0]} values, the policy expects {self.config.state_dim}"
+            )
         if not np.all(np.isfinite(joints)):
             raise InputError("joint state contains NaN or inf")
         if not inp.instruction or not inp.instruction.strip():
@@ -137,13 +174,21 @@ class Policy:
             fallback.append(f"precision '{precision}' unavailable")
             precision = FULL_PRECISION
         if decoding not in self.decoders:
-            fallback.append(f"decoding '{decoding}' unavailable")
+            speculative = decoding in ("spec", "specvla", "kerv")
+            why = f" ({self.draft_error})" if self.draft_error and speculative else ""
+            fallback.append(f"decoding '{decoding}' unavailable{why}")
             decoding = AUTOREGRESSIVE
         with timer.stage("preprocess"):
             images, state, prompt = self.preprocess(inp)
         with timer.stage("prefill"):
             prefill = self.model.prefill(images, state, prompt)
-        out = self.decoders[decoding](prefill, timer, threshold=threshold, kalman_action=kalman_action)
+        try:
+            out = self.decoders[decoding](prefill, timer, threshold=threshold, kalman_action=kalman_action)
+        except DraftError as err:  # never a partial action: redo the whole action autoregressively
+            VlaModel.rollback(prefill.cache, prefill.length)
+            fallback.append(f"decoding '{decoding}' failed ({err}), autoregressive used")
+            decoding = AUTOREGRESSIVE
+            out = self._decode_ar(prefill, timer)
         ids = out.token_ids[0].numpy()
         action = self.actions.decode(ids)
         for dim in out.kalman_filled:
@@ -153,7 +198,7 @@ class Policy:
             token_ids=ids,
             precision=precision,
             decoding=decoding,
-            threshold=float(threshold),
+            threshold=float(getattr(out, "threshold", threshold)),
             draft_tokens=out.draft_tokens,
             accepted_tokens=out.accepted_tokens,
             kalman_filled=list(out.kalman_filled),

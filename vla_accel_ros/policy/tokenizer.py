@@ -14,7 +14,9 @@ import numpy as np
 
 
 class ActionTokenizer:
-    def __init__(self, q01: Sequence[float], q99: Sequence[float], vocab_size: int, n_bins: int = 256) -> None:
+    def __init__(
+        self, q01: Sequence[float], q99: Sequence[float], vocab_size: int, n_bins: int = 256
+    ) -> None:
         self.q01 = np.asarray(q01, dtype=np.float64)
         self.q99 = np.asarray(q99, dtype=np.float64)
         if self.q01.shape != self.q99.shape or self.q01.ndim != 1:

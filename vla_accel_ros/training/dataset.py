@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_accel_ros.data.episodes import Episode, read_episodes
+from vla_accel_ros.data.bag_io import read_episodes
+from vla_accel_ros.data.episodes import Episode
 
 
 @dataclass

@@ -76,7 +76,9 @@ class _Batches:
         self.states = torch.from_numpy((frames.joints - mean) / std)
 
     def get(self, idx: np.ndarray, shift_px: int, rng: np.random.Generator):
-        images = {c: _to_tensor(_shift(self.frames.images[c][idx], shift_px, rng)) for c in self.config.cameras}
+        images = {
+            c: _to_tensor(_shift(self.frames.images[c][idx], shift_px, rng)) for c in self.config.cameras
+        }
         t = torch.from_numpy(idx)
         return images, self.states[t], self.prompt_ids[t], self.action_ids[t]
 
@@ -145,8 +147,14 @@ def train(cfg: TrainConfig) -> dict:
     base = VlaConfig(**cfg.model) if cfg.model else VlaConfig()
     frames = load_frames(cfg.data, base.cameras)
     prompts = PromptTokenizer.from_texts(sorted(set(frames.instructions)))
-    config = VlaConfig(**{**base.to_dict(), **_stats(frames), "prompt_vocab": prompts.vocab[4:],
-                          "image_size": frames.images[base.cameras[0]].shape[1]})
+    config = VlaConfig(
+        **{
+            **base.to_dict(),
+            **_stats(frames),
+            "prompt_vocab": prompts.vocab[4:],
+            "image_size": frames.images[base.cameras[0]].shape[1],
+        }
+    )
     tok = ActionTokenizer(config.action_q01, config.action_q99, config.vocab_size, config.n_bins)
     model = VlaModel(config)
     batches = _Batches(frames, config, tok, prompts)
@@ -155,10 +163,12 @@ def train(cfg: TrainConfig) -> dict:
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
     )
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1
+    )
     state_dir = cfg.out / "train_state"
     start_epoch, elapsed, history = 0, 0.0, []
     if (state_dir / "state.json").is_file():
@@ -166,7 +176,7 @@ def train(cfg: TrainConfig) -> dict:
         start_epoch, elapsed, history = info["epoch"], info["elapsed_s"], info["history"]
         print(f"resuming after epoch {start_epoch}")
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{len(frames)} frames ({len(train_idx)} train, {len(val_idx)} val), {n_params / 1e6:.2f} M parameters")
+    print(f"{len(frames)} frames ({len(train_idx)} train, {len(val_idx)} val), {n_params / 1e6:.2f} M params")
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
@@ -175,8 +185,9 @@ def train(cfg: TrainConfig) -> dict:
         total = 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for s in bar:
-            images, state, prompt, ids = batches.get(order[s * cfg.batch_size : (s + 1) * cfg.batch_size],
-                                                     cfg.shift_px, rng)
+            images, state, prompt, ids = batches.get(
+                order[s * cfg.batch_size : (s + 1) * cfg.batch_size], cfg.shift_px, rng
+            )
             logits = model.forward_train(images, state, prompt, ids)
             loss = F.cross_entropy(logits.flatten(0, 1), (ids - model.action_first_id).flatten())
             opt.zero_grad(set_to_none=True)
@@ -187,11 +198,16 @@ def train(cfg: TrainConfig) -> dict:
             total += loss.item()
             bar.set_postfix(loss=f"{total / (s + 1):.3f}")
         elapsed += time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "train_loss": total / steps_per_epoch, **_evaluate(model, batches, val_idx,
-                                                                                          256)}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": total / steps_per_epoch,
+            **_evaluate(model, batches, val_idx, 256),
+        }
         history.append(record)
         print(json.dumps(record))
-        _save_state(state_dir, model, opt, sched, {"epoch": epoch + 1, "elapsed_s": elapsed, "history": history})
+        _save_state(
+            state_dir, model, opt, sched, {"epoch": epoch + 1, "elapsed_s": elapsed, "history": history}
+        )
     summary = {
         "frames": len(frames),
         "episodes": len(frames.tasks),
@@ -209,7 +225,13 @@ def train(cfg: TrainConfig) -> dict:
 def _card(summary: dict) -> str:
     last = summary["history"][-1] if summary["history"] else {}
     cfg = summary["config"]
-    return "\n".join([
+    nan = float("nan")
+    manifest = Path(cfg["data"]) / "manifest.json"
+    seeds = ""
+    if manifest.is_file():
+        info = json.loads(manifest.read_text())
+        seeds = f"- demonstration seeds: {json.dumps(info.get('seeds', info.get('seed_start', '?')))}"
+    lines = [
         "# vla_accel_ros built-in policy",
         "",
         "Token-domain VLA (CNN encoders for the corner and wrist cameras, MLP projector, Llama decoder,",
@@ -217,12 +239,14 @@ def _card(summary: dict) -> str:
         "scripted-expert demonstrations generated here.",
         "",
         f"- tasks: {', '.join(summary['tasks'])}",
-        f"- demonstrations: {summary['episodes']} episodes, {summary['frames']} frames (data: {cfg['data']})",
+        f"- demonstrations: {summary['episodes']} episodes, {summary['frames']} frames ({cfg['data']})",
+        seeds,
         f"- parameters: {summary['parameters'] / 1e6:.2f} M",
-        f"- training: {len(summary['history'])} epochs, {summary['train_seconds'] / 60:.1f} min on this machine's CPU",
-        f"- seed: {cfg['seed']}; final train loss {last.get('train_loss', float('nan')):.3f}, held-out-episode "
-        f"token accuracy {last.get('val_token_acc', float('nan')):.3f} (within 2 bins: "
-        f"{last.get('val_within2', float('nan')):.3f})",
+        f"- training: {len(summary['history'])} epochs, {summary['train_seconds'] / 60:.1f} min, this CPU",
+        f"- seed {cfg['seed']}; final train loss {last.get('train_loss', nan):.3f}; on held-out episodes "
+        f"token accuracy {last.get('val_token_acc', nan):.3f}, "
+        f"within 2 bins {last.get('val_within2', nan):.3f}",
         f"- command: `{cfg['command']}`",
         "",
-    ])
+    ]
+    return "\n".join(line for line in lines if line)
