@@ -19,7 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    parser.add_argument("--model", default="{}", help='JSON VlaConfig overrides, e.g. \'{"hidden_size": 192}\'')
+    parser.add_argument(
+        "--stop-after", type=int, default=0, help="stop after N epochs (resume by re-running)"
+    )
+    parser.add_argument(
+        "--model", default="{}", help="JSON VlaConfig overrides, e.g. '{\"hidden_size\": 192}'"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +35,20 @@ def run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as err:
         print(f"--model is not valid JSON: {err}", file=sys.stderr)
         return 2
-    cfg = TrainConfig(data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed, threads=args.threads, model=overrides,
-                      command="vla-accel train " + shlex.join(sys.argv[2:]))
+    cfg = TrainConfig(
+        data=args.data,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        stop_after=args.stop_after,
+        model=overrides,
+        command="vla-accel train " + shlex.join(sys.argv[2:]),
+    )
     summary = train(cfg)
+    if "stopped_after_epoch" in summary:
+        return 0
     print(f"wrote {args.out} ({summary['train_seconds'] / 60:.1f} min)")
     return 0

@@ -36,6 +36,7 @@ class TrainConfig:
     shift_px: int = 4
     val_episodes_per_task: int = 2
     threads: int = 0  # 0 = torch default
+    stop_after: int = 0  # > 0: stop after this many epochs in this call (resume later)
     model: dict = field(default_factory=dict)  # VlaConfig overrides (hidden_size, num_layers, ...)
     command: str = ""
 
@@ -121,7 +122,10 @@ def _save_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched, 
         for k, v in state.items():
             opt_tensors[f"{i}.{k}"] = torch.as_tensor(v).contiguous()
     save_file(opt_tensors, str(path / "optimizer.safetensors"))
-    (path / "state.json").write_text(json.dumps({**info, "scheduler": sched.state_dict()}, indent=1))
+    # param_groups carry the scheduled lr and (one-cycle) momentum of the next step
+    groups = opt.state_dict()["param_groups"]
+    state = {**info, "scheduler": sched.state_dict(), "param_groups": groups}
+    (path / "state.json").write_text(json.dumps(state, indent=1))
 
 
 def _load_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched) -> dict:
@@ -133,9 +137,10 @@ def _load_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched) 
     for key, v in tensors.items():
         i, k = key.split(".", 1)
         state.setdefault(int(i), {})[k] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
     info = json.loads((path / "state.json").read_text())
+    sd["state"] = state
+    sd["param_groups"] = info.pop("param_groups")
+    opt.load_state_dict(sd)
     sched.load_state_dict(info.pop("scheduler"))
     return info
 
@@ -208,6 +213,9 @@ def train(cfg: TrainConfig) -> dict:
         _save_state(
             state_dir, model, opt, sched, {"epoch": epoch + 1, "elapsed_s": elapsed, "history": history}
         )
+        if cfg.stop_after and epoch + 1 - start_epoch >= cfg.stop_after and epoch + 1 < cfg.epochs:
+            print(f"stopping after epoch {epoch + 1} of {cfg.epochs}; run again to resume")
+            return {"stopped_after_epoch": epoch + 1, "history": history}
     summary = {
         "frames": len(frames),
         "episodes": len(frames.tasks),

@@ -1,0 +1,265 @@
+"""Training of the EAGLE draft head against the frozen target (Spec-VLA / EAGLE recipe).
+
+The target runs once over the demonstration frames and its greedy decoding is recorded (`Traces`): the hidden
+state f_{i-1} that predicted each action token a_i, and its logits over the bins for the next one. The draft
+learns, at the positions it proposes at run time (tokens 1 .. A-2; the last token is the verify pass's bonus):
+
+    loss = 1.0 * SmoothL1(f^_i, f_i) + 0.1 * CE(softmax(target logits_i), draft logits_i)
+
+twice per batch: teacher-forced (inputs f_{i-1} from the target, as after a verification) and rolled out
+(inputs f^_{i-1} from the draft itself, as within one drafting round). Deterministic for a seed and a step
+count; a time budget shortens the schedule once, after measuring the first steps (the step count used is
+recorded, so `--steps` reproduces it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vla_accel_ros.decoding.common import StageTimer, action_argmax
+from vla_accel_ros.decoding.draft import DraftConfig, EagleDraft, save_draft
+from vla_accel_ros.decoding.speculative import SpecOutput, bins_within, speculate
+from vla_accel_ros.policy.checkpoint import load_checkpoint
+from vla_accel_ros.policy.model import VlaModel
+from vla_accel_ros.policy.tokenizer import ActionTokenizer, PromptTokenizer
+from vla_accel_ros.training.dataset import load_frames
+from vla_accel_ros.training.train import _Batches, _split
+
+
+@dataclass
+class DraftTrainConfig:
+    checkpoint: Path
+    data: Path
+    out: Path
+    epochs: int = 30
+    steps: int = 0  # > 0: exactly this many optimizer steps (overrides epochs)
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    reg_weight: float = 1.0
+    cls_weight: float = 0.1
+    rollout: bool = True
+    seed: int = 0
+    time_budget_s: float = 0.0  # 0: no budget
+    max_frames: int = 0  # 0: every training frame
+    val_episodes_per_task: int = 2  # the target's held-out episodes (same rule as `vla-accel train`)
+    eval_frames: int = 300
+    threads: int = 0
+    draft: dict = field(default_factory=dict)  # DraftConfig overrides
+    progress: bool = True
+    command: str = ""
+
+
+@dataclass
+class Traces:
+    """The target's greedy decoding of N frames (A = action tokens)."""
+
+    feats: torch.Tensor  # (N, A, D): f_{i-1} for token i (f_{-1} = hidden at the last prefix position)
+    tokens: torch.Tensor  # (N, A) greedy action ids
+    logits: torch.Tensor  # (N, A-1, n_bins): target logits for token i+1, read at token i
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+@torch.no_grad()
+def collect_traces(
+    model: VlaModel, batches: _Batches, idx: np.ndarray, batch_size: int = 256, progress: bool = False
+) -> Traces:
+    a = model.config.action_dim
+    first = model.action_first_id
+    feats, tokens, logits = [], [], []
+    rng = np.random.default_rng(0)
+    for s in tqdm(range(0, len(idx), batch_size), desc="target traces", disable=not progress):
+        images, state, prompt, _ = batches.get(idx[s : s + batch_size], 0, rng)
+        step = model.prefill(images, state, prompt)
+        f, tok, lg = [step.hidden[:, -1]], [action_argmax(step.logits[:, -1], first)], []
+        for _ in range(a - 1):
+            step = model.extend(step.cache, tok[-1].unsqueeze(1))
+            f.append(step.hidden[:, -1])
+            lg.append(step.logits[:, -1, first:])
+            tok.append(action_argmax(step.logits[:, -1], first))
+        feats.append(torch.stack(f[:a], 1))
+        tokens.append(torch.stack(tok, 1))
+        logits.append(torch.stack(lg, 1))
+    return Traces(torch.cat(feats), torch.cat(tokens), torch.cat(logits))
+
+
+def draft_positions(action_dim: int) -> int:
+    """Positions the draft ever proposes from: tokens 1 .. A-2 (the last is the verify pass's bonus)."""
+    if action_dim < 3:
+        raise ValueError(f"action_dim {action_dim}: nothing to draft (the verify pass decides tokens 1..A-1)")
+    return action_dim - 2
+
+
+def draft_loss(
+    draft: EagleDraft,
+    feats: torch.Tensor,
+    tokens: torch.Tensor,
+    logits: torch.Tensor,
+    reg_weight: float = 1.0,
+    cls_weight: float = 0.1,
+    rollout: bool = True,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss over positions 0..P-1 of a batch of traces (P = A-2) and the top-1 agreement with the target."""
+    p = draft_positions(tokens.shape[1])
+    f_in, f_true, tok, t_logits = feats[:, :p], feats[:, 1 : p + 1], tokens[:, :p], logits[:, :p]
+    t_prob = F.softmax(t_logits, -1)
+    runs = [draft(f_in, tok)]  # teacher-forced
+    if rollout and p > 1:
+        seq = f_in[:, :1]
+        outs = []
+        for i in range(p):
+            h = draft(seq, tok[:, : i + 1])[:, -1:]
+            outs.append(h)
+            seq = torch.cat([seq, h], 1)
+        runs.append(torch.cat(outs, 1))
+    total, stats = 0.0, {}
+    for name, h in zip(("tf", "rollout"), runs, strict=False):
+        reg = F.smooth_l1_loss(h, f_true)
+        d_logits = draft.bin_logits(h)
+        cls = -(t_prob * F.log_softmax(d_logits, -1)).sum(-1).mean()
+        total = total + reg_weight * reg + cls_weight * cls
+        stats[f"{name}_reg"] = reg.item()
+        stats[f"{name}_cls"] = cls.item()
+        stats[f"{name}_top1"] = (d_logits.argmax(-1) == t_logits.argmax(-1)).float().mean().item()
+    return total / len(runs), stats
+
+
+@torch.inference_mode()
+def acceptance_report(
+    model: VlaModel, batches: _Batches, idx: np.ndarray, draft: EagleDraft, relaxed_r: float = 9.0
+) -> dict:
+    """Run strict and relaxed (r bins) speculative decoding on frames: acceptance and target passes."""
+    a = model.config.action_dim
+    rng = np.random.default_rng(0)
+    rows: dict[str, list[SpecOutput]] = {"strict": [], f"r{relaxed_r:g}": []}
+    exact_relaxed = 0
+    for i in idx:
+        images, state, prompt, _ = batches.get(np.array([i]), 0, rng)
+        prefill = model.prefill(images, state, prompt)
+        strict = speculate(model, prefill, a, draft, StageTimer())
+        VlaModel.rollback(prefill.cache, prefill.length)
+        relaxed = speculate(
+            model, prefill, a, draft, StageTimer(), accept=bins_within(relaxed_r), threshold=relaxed_r
+        )
+        rows["strict"].append(strict)
+        rows[f"r{relaxed_r:g}"].append(relaxed)
+        exact_relaxed += int(torch.equal(strict.token_ids, relaxed.token_ids))
+    out: dict = {"frames": int(len(idx))}
+    for name, outs in rows.items():
+        drafted = sum(o.draft_tokens for o in outs)
+        acc = sum(o.accepted_tokens for o in outs)
+        passes = sum(o.target_passes for o in outs)
+        out[name] = {
+            "acceptance_rate": acc / drafted if drafted else float("nan"),
+            "first_round_all_accepted": float(np.mean([o.target_passes == 1 for o in outs])),
+            "target_passes_per_action": passes / len(outs),
+            "tokens_per_pass": (a - 1) / (passes / len(outs)),
+        }
+    out[f"r{relaxed_r:g}"]["same_action_as_ar"] = exact_relaxed / max(1, len(idx))
+    return out
+
+
+def _lr(step: int, total: int, base: float, warmup: int = 20) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def train_draft(cfg: DraftTrainConfig) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    target = load_checkpoint(cfg.checkpoint).eval()
+    for p in target.parameters():
+        p.requires_grad_(False)
+    tc = target.config
+    frames = load_frames(cfg.data, tc.cameras)
+    tok = ActionTokenizer(tc.action_q01, tc.action_q99, tc.vocab_size, tc.n_bins)
+    batches = _Batches(frames, tc, tok, PromptTokenizer(tc.prompt_vocab))
+    train_idx, val_idx = _split(frames, cfg.val_episodes_per_task)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.max_frames and len(train_idx) > cfg.max_frames:
+        train_idx = np.sort(rng.choice(train_idx, cfg.max_frames, replace=False))
+    t0 = time.perf_counter()
+    traces = collect_traces(target, batches, train_idx, progress=cfg.progress)
+    val_traces = collect_traces(target, batches, val_idx) if len(val_idx) else None
+    trace_s = time.perf_counter() - t0
+
+    draft = EagleDraft(DraftConfig.for_target(target, **cfg.draft), target)
+    n_params = sum(p.numel() for p in draft.parameters())
+    opt = torch.optim.AdamW(draft.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = max(1, len(traces) // cfg.batch_size)
+    total = cfg.steps or cfg.epochs * per_epoch
+    print(
+        f"{len(traces)} training frames, {0 if val_traces is None else len(val_traces)} held-out; draft "
+        f"{n_params / 1e6:.3f} M parameters; {total} steps planned; traces took {trace_s:.0f} s"
+    )
+    draft.train()
+    step, t_start, history, budget_cut = 0, time.perf_counter(), [], False
+    order = np.empty(0, dtype=np.int64)
+    bar = tqdm(total=total, desc="draft", unit="step", disable=not cfg.progress)
+    while step < total:
+        if len(order) < cfg.batch_size:
+            order = np.concatenate([order, rng.permutation(len(traces))])
+        b, order = torch.from_numpy(order[: cfg.batch_size]), order[cfg.batch_size :]
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, total, cfg.lr)
+        loss, stats = draft_loss(
+            draft,
+            traces.feats[b],
+            traces.tokens[b],
+            traces.logits[b],
+            cfg.reg_weight,
+            cfg.cls_weight,
+            cfg.rollout,
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(draft.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", top1=f"{stats['tf_top1']:.2f}")
+        if cfg.time_budget_s and step == 10 and not cfg.steps:
+            per_step = (time.perf_counter() - t_start) / step
+            fit = int(cfg.time_budget_s / per_step)
+            if fit < total:
+                total, budget_cut = max(step + 1, fit), True
+                bar.total = total
+                print(f"time budget {cfg.time_budget_s:g} s: {total} steps")
+        if step % per_epoch == 0 or step == total:
+            history.append({"step": step, "loss": loss.item(), **stats})
+    bar.close()
+    train_s = time.perf_counter() - t_start
+    draft.eval()
+    report: dict = {}
+    if val_traces is not None:
+        with torch.no_grad():
+            _, val_stats = draft_loss(draft, val_traces.feats, val_traces.tokens, val_traces.logits)
+        report["held_out_top1"] = {k: v for k, v in val_stats.items() if k.endswith("top1")}
+        pick = np.sort(np.random.default_rng(1).choice(val_idx, min(cfg.eval_frames, len(val_idx)), False))
+        report["held_out_acceptance"] = acceptance_report(target, batches, pick, draft)
+    summary = {
+        "training_frames": len(traces),
+        "held_out_frames": int(len(val_idx)),
+        "parameters": n_params,
+        "steps": step,
+        "time_budget_cut": budget_cut,
+        "trace_seconds": round(trace_s, 1),
+        "train_seconds": round(train_s, 1),
+        "history": history,
+        **report,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+    }
+    save_draft(draft, cfg.out, info=summary)
+    return summary
