@@ -22,7 +22,7 @@ def calibration_to_params(cal: dict) -> dict:
     proxies = cal["proxies"]
     kalman = cal["kalman"]
     return {
-        "kinematics_node": {
+        "/**/kinematics_node": {
             "ros__parameters": {
                 "mu95": float(proxies["mu95"]),
                 "nu95": float(proxies["nu95"]),
@@ -35,7 +35,7 @@ def calibration_to_params(cal: dict) -> dict:
                 "kalman_r": [float(v) for v in kalman["r"]],
             }
         },
-        "controller_node": {
+        "/**/controller_node": {
             "ros__parameters": {
                 "fluctuation_lo": float(cal["threshold"]["f_lo"]),
                 "fluctuation_hi": float(cal["threshold"]["f_hi"]),
@@ -56,7 +56,8 @@ def load_params(path: Path | None = None) -> dict:
     if not path.is_file():
         return {}
     data = yaml.safe_load(path.read_text()) or {}
-    return {node: (v or {}).get("ros__parameters", {}) for node, v in data.items()}
+    # Keys may carry a namespace wildcard ("/**/controller_node"): index by the node name.
+    return {node.rsplit("/", 1)[-1]: (v or {}).get("ros__parameters", {}) for node, v in data.items()}
 
 
 def proxy_calibration(params: dict) -> ProxyCalibration:

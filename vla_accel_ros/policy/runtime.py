@@ -65,14 +65,26 @@ class Policy:
         self.prompts = PromptTokenizer(cfg.prompt_vocab)
         self._state_mean = torch.tensor(cfg.state_mean, dtype=torch.float32)
         self._state_std = torch.tensor(cfg.state_std, dtype=torch.float32).clamp_min(1e-6)
+        self._init_shared()
+
+    def _init_shared(self) -> None:
+        """State every policy needs whatever its model (subclasses such as openvla.OpenVlaPolicy call it)."""
         self._prompt_cache: dict[str, torch.Tensor] = {}
         # Decoders registered by name; speculative ones are added by their modules.
         self.decoders = {AUTOREGRESSIVE: self._decode_ar}
         self.draft = None  # speculative decoders exist only with a draft (attach_draft)
         self.draft_error: str | None = None
+        self.ladder = None  # precision ladder of self.model (quant.quantize_model), see enable_ladder
 
     @classmethod
-    def load(cls, path: Path | str | None = None, allow_pickle: bool = False) -> Policy:
+    def load(cls, path: Path | str | None = None, allow_pickle: bool = False, **options) -> Policy:
+        """options (unnorm_key, dtype, device, ...) apply to OpenVLA checkpoints only (policy/openvla.py)."""
+        from vla_accel_ros.policy.openvla import is_openvla_checkpoint, load_policy
+
+        if is_openvla_checkpoint(path):
+            return load_policy(path, allow_pickle=allow_pickle, **options)
+        if options:
+            raise TypeError(f"options {sorted(options)} apply to OpenVLA checkpoints only")
         policy = cls(load_checkpoint(path, allow_pickle=allow_pickle))
         policy.load_draft(path)
         return policy
@@ -112,7 +124,13 @@ class Policy:
 
     @property
     def precisions(self) -> list[str]:
-        return [FULL_PRECISION]
+        """Servable modes, lowest precision first, the top one last."""
+        return self.ladder.names if self.ladder is not None else [FULL_PRECISION]
+
+    def enable_ladder(self, ladder) -> None:
+        """Serve the modes of a ladder installed in self.model (vla_accel_ros.quant.quantize_model);
+        the unquantized fp32 weights are gone, so FULL_PRECISION is no longer among them."""
+        self.ladder = ladder
 
     # -- preprocessing -------------------------------------------------------------------
     def _image_tensor(self, name: str, image: np.ndarray) -> torch.Tensor:
@@ -159,8 +177,33 @@ class Policy:
     def _decode_ar(self, prefill, timer: StageTimer, **_: object) -> DecodeOutput:
         return decode_autoregressive(self.model, prefill, self.action_dim, timer)
 
-    @torch.inference_mode()
     def act(
+        self,
+        inp: PolicyInput,
+        precision: str = FULL_PRECISION,
+        decoding: str = AUTOREGRESSIVE,
+        threshold: float = 0.0,
+        kalman_action: np.ndarray | None = None,
+    ) -> ActionResult:
+        """One action; with a ladder, in `precision` (held for the whole step), or in the top mode when
+        that mode fails at run time: the action is then recomputed whole, and `fallback` says why."""
+        if self.ladder is None:
+            return self._act(inp, precision, decoding, threshold, kalman_action)
+        mode = precision if precision in self.ladder.modes else self.ladder.top
+        try:
+            with self.ladder.step(mode):
+                return self._act(inp, precision, decoding, threshold, kalman_action)
+        except RuntimeError as err:
+            if mode == self.ladder.top:
+                raise
+            with self.ladder.step(self.ladder.top):
+                result = self._act(inp, self.ladder.top, decoding, threshold, kalman_action)
+            why = f"precision '{mode}' failed ({type(err).__name__}: {err}), '{self.ladder.top}' used"
+            result.fallback = "; ".join([why] + ([result.fallback] if result.fallback else []))
+            return result
+
+    @torch.inference_mode()
+    def _act(
         self,
         inp: PolicyInput,
         precision: str = FULL_PRECISION,
@@ -172,7 +215,7 @@ class Policy:
         fallback = []
         if precision not in self.precisions:
             fallback.append(f"precision '{precision}' unavailable")
-            precision = FULL_PRECISION
+            precision = self.precisions[-1]
         if decoding not in self.decoders:
             speculative = decoding in ("spec", "specvla", "kerv")
             why = f" ({self.draft_error})" if self.draft_error and speculative else ""
@@ -189,7 +232,7 @@ class Policy:
             fallback.append(f"decoding '{decoding}' failed ({err}), autoregressive used")
             decoding = AUTOREGRESSIVE
             out = self._decode_ar(prefill, timer)
-        ids = out.token_ids[0].numpy()
+        ids = out.token_ids[0].cpu().numpy()
         action = self.actions.decode(ids)
         for dim in out.kalman_filled:
             action[dim] = np.float32(kalman_action[dim])

@@ -1,0 +1,273 @@
+"""Parameter tables: descriptors, the YAML, and loud failure on bad values (start-up and run time)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import rclpy
+import yaml
+from rcl_interfaces.msg import ParameterType
+from rclpy.context import Context
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from ros_fixtures import ros_harness, ros_test_env, unique_domain_id
+
+from vla_accel_ros.ros import params as P
+from vla_accel_ros.ros.launcher import parse_set
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config"
+
+
+@pytest.fixture
+def ros(monkeypatch):
+    with ros_harness(monkeypatch) as harness:
+        yield harness
+
+
+def _bare_node(ros, cls, overrides=()):
+    """A plain Node named like the real one, declaring the table (no subscriptions, no threads)."""
+    node = Node(cls.NODE, context=ros.context, parameter_overrides=list(overrides))
+    ros.add(node)
+    return node
+
+
+def test_every_parameter_has_a_description_and_a_matching_descriptor():
+    for cls in P.NODE_PARAMS.values():
+        for info in cls.infos():
+            d = info.descriptor()
+            assert d.description.strip(), f"{cls.NODE}.{info.name} has no description"
+            assert d.type == info.kind.value.value
+            assert d.read_only == info.meta.read_only
+            if info.kind is P.Kind.FLOAT and info.meta.range:
+                assert d.floating_point_range[0].from_value == info.meta.range[0]
+                assert d.floating_point_range[0].to_value == info.meta.range[1]
+            if info.kind is P.Kind.INT and info.meta.range:
+                assert d.integer_range[0].to_value == info.meta.range[1]
+            if info.meta.choices:
+                assert all(c in d.additional_constraints for c in info.meta.choices)
+
+
+def test_defaults_are_valid_and_required_parameters_exist():
+    names = {node: set(cls.names()) for node, cls in P.NODE_PARAMS.items()}
+    assert {
+        "model_path",
+        "control_rate_hz",
+        "camera_topics",
+        "camera_names",
+        "default_precision",
+        "default_decoding",
+        "max_image_age_s",
+        "device",
+        "trigger",
+    } <= names["inference_node"]
+    assert {
+        "mu95",
+        "nu95",
+        "window_m",
+        "window_j",
+        "weight",
+        "kalman_q",
+        "kalman_r",
+        "history_length",
+        "cooldown_steps",
+    } <= names["kinematics_node"]
+    assert {
+        "dry_run",
+        "output_type",
+        "action_min",
+        "action_max",
+        "max_translation",
+        "max_gripper_change",
+        "watchdog_timeout_s",
+        "max_rate_hz",
+        "precision_modes",
+        "top_threshold",
+        "downgrade_after",
+        "r_min",
+        "r_max",
+        "threshold_direction",
+        "fluctuation_lo",
+        "fluctuation_hi",
+    } <= names["controller_node"]
+    assert {
+        "task",
+        "seed_start",
+        "image_size",
+        "control_rate_hz",
+        "lockstep",
+        "max_steps",
+        "episodes",
+    } <= names["sim_arm_node"]
+    for cls in P.NODE_PARAMS.values():
+        cls()  # raises if a default breaks a rule
+    assert P.ControllerParams().dry_run is True
+
+
+def test_config_yaml_keys_equal_declared_names_for_every_node():
+    data = yaml.safe_load((CONFIG / "vla_accel.yaml").read_text())
+    assert set(data) == {f"/**/{node}" for node in P.NODE_PARAMS}
+    for node, cls in P.NODE_PARAMS.items():
+        values = data[f"/**/{node}"]["ros__parameters"]
+        assert set(values) == set(cls.names()), f"{node}: YAML and table differ"
+        cls.from_mapping(values)  # every value passes validation
+    assert data["/**/controller_node"]["ros__parameters"]["dry_run"] is True
+
+
+def test_sim_yaml_overrides_known_parameters_and_arms_the_sim():
+    sections = P.read_params_files([str(CONFIG / "vla_accel.yaml"), str(CONFIG / "sim.yaml")])
+    tables = P.validate_sections(sections)
+    assert tables["controller_node"].dry_run is False
+    assert tables["sim_arm_node"].lockstep is True
+    assert tables["inference_node"].trigger == "image"
+
+
+def test_nodes_declare_exactly_the_table_and_rcl_reads_the_yaml(ros):
+    # The YAML goes through rcl's own parser (as --params-file), then the declared values must equal it.
+    context = Context()
+    args = [
+        "--ros-args",
+        "--params-file",
+        str(CONFIG / "vla_accel.yaml"),
+        "--params-file",
+        str(CONFIG / "sim.yaml"),
+    ]
+    rclpy.init(args=args, context=context, domain_id=ros.domain_id)
+    try:
+        expected = P.validate_sections(
+            P.read_params_files([str(CONFIG / "vla_accel.yaml"), str(CONFIG / "sim.yaml")])
+        )
+        for node_name, cls in P.NODE_PARAMS.items():
+            node = Node(node_name, context=context)
+            handle = P.declare_params(node, cls)
+            declared = set(node.list_parameters([], 0).names) - P.BUILTIN_PARAMETERS
+            assert declared == set(cls.names())
+            assert handle.values == expected[node_name]
+            node.destroy_node()
+    finally:
+        context.try_shutdown()
+
+
+def test_default_yaml_is_what_config_holds():
+    assert yaml.safe_load(P.default_yaml()) == yaml.safe_load((CONFIG / "vla_accel.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "cls,name,value,fragment",
+    [
+        (P.InferenceParams, "control_rate_hz", 0.0, "control_rate_hz"),
+        (P.ControllerParams, "watchdog_timeout_s", -1.0, "watchdog_timeout_s"),
+        (P.KinematicsParams, "history_length", 1, "history_length"),
+        (P.InferenceParams, "trigger", "sometimes", "trigger"),
+        (P.ControllerParams, "output_type", "joint_trajectory", "output_type"),
+        (P.ControllerParams, "r_min", 20.0, "r_min"),
+        (P.SimArmParams, "task", "juggle", "task"),
+    ],
+)
+def test_bad_start_up_value_fails_loudly_naming_the_parameter(ros, cls, name, value, fragment):
+    node = Node(cls.NODE, context=ros.context, parameter_overrides=[Parameter(name, value=value)])
+    try:
+        with pytest.raises(P.ParameterError, match=fragment):
+            P.declare_params(node, cls)
+    finally:
+        node.destroy_node()
+
+
+def test_wrong_type_at_start_up_names_the_parameter(ros):
+    node = Node(
+        "controller_node", context=ros.context, parameter_overrides=[Parameter("max_rate_hz", value=20)]
+    )
+    try:
+        with pytest.raises(P.ParameterError, match="max_rate_hz"):
+            P.declare_params(node, P.ControllerParams)
+    finally:
+        node.destroy_node()
+
+
+def test_node_process_exits_with_a_clear_error_on_a_bad_value():
+    env = ros_test_env(unique_domain_id())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vla_accel_ros.ros.controller_node",
+            "--ros-args",
+            "-p",
+            "watchdog_timeout_s:=-1.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert "watchdog_timeout_s" in proc.stderr + proc.stdout
+
+
+def test_run_time_changes_are_validated_and_bad_ones_refused(ros):
+    node = _bare_node(ros, P.ControllerParams)
+    handle = P.declare_params(node, P.ControllerParams)
+    seen = []
+    handle.on_change(lambda old, new: seen.append((old.r_max, new.r_max)))
+
+    ok = node.set_parameters([Parameter("r_max", value=12.0)])[0]
+    assert ok.successful and handle.values.r_max == 12.0 and seen == [(15.0, 12.0)]
+
+    for param, fragment in [
+        (Parameter("decoding", value="beam"), "decoding"),  # unknown choice
+        (Parameter("watchdog_timeout_s", value=0.0), "watchdog_timeout_s"),  # out of range
+        (Parameter("r_min", value=13.0), "r_min"),  # crosses r_max
+        (Parameter("output_type", value="twist"), "read-only"),
+    ]:
+        result = node.set_parameters([param])[0]
+        assert not result.successful, param.name
+        assert fragment in result.reason
+    assert handle.values.decoding == "ar"
+    assert node.get_parameter("decoding").value == "ar"
+    assert handle.values.r_min == 5.0 and handle.values.output_type == "vla_action"
+    assert len(seen) == 1
+
+
+def test_array_parameters_keep_their_element_rules(ros):
+    node = _bare_node(ros, P.ControllerParams)
+    handle = P.declare_params(node, P.ControllerParams)
+    bad = node.set_parameters([Parameter("action_max", value=[1.0, 1.0, 1.0])])[0]
+    assert not bad.successful and "action_m" in bad.reason
+    good = node.set_parameters([Parameter("action_max", value=[0.5, 0.5, 0.5, 1.0])])[0]
+    assert good.successful and handle.values.action_max == (0.5, 0.5, 0.5, 1.0)
+    assert node.describe_parameter("action_min").type == ParameterType.PARAMETER_DOUBLE_ARRAY
+
+
+def test_set_overrides_are_typed_from_the_table():
+    out = parse_set(
+        [
+            "controller_node.max_rate_hz=20",
+            "controller_node.dry_run=false",
+            "inference_node.model_path=on",
+            "controller_node.action_min=[-1, -1, -1, -0.5]",
+        ]
+    )
+    assert out["controller_node"] == {
+        "max_rate_hz": 20.0,
+        "dry_run": False,
+        "action_min": (-1.0, -1.0, -1.0, -0.5),
+    }
+    assert out["inference_node"] == {"model_path": "on"}
+    for bad in [
+        "controller_node.dry_run=maybe",
+        "nobody.x=1",
+        "controller_node.nope=1",
+        "controller_node.r_min",
+    ]:
+        with pytest.raises(P.ParameterError):
+            parse_set([bad])
+
+
+def test_yaml_scalars_read_the_same_in_pyyaml():
+    for value in [1e-06, 2.5, 3, True, "y", "on", 'a"b', ("x", "y"), (1e-12, 0.5)]:
+        text = P.yaml_scalar(value)
+        back = yaml.safe_load(text)
+        assert (tuple(back) if isinstance(back, list) else back) == value, text

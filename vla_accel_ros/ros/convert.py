@@ -1,0 +1,317 @@
+"""ROS messages <-> numpy arrays and the algorithm dataclasses, with validation.
+
+Every check that decides whether a message may be acted on lives here, so nodes only catch
+`ConversionError` (a ValueError whose message names the problem), report it and drop the message.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import TwistStamped
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Header
+
+from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, VlaAction
+
+IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+
+
+class ConversionError(ValueError):
+    """A message that cannot be converted; the message names the problem."""
+
+
+# --- stamps -----------------------------------------------------------------------------------------
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    sec, nanosec = divmod(int(ns), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def header(stamp_ns: int, frame_id: str = "") -> Header:
+    return Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
+
+
+# --- images -----------------------------------------------------------------------------------------
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, mono8) -> H x W x 3 uint8 RGB (a copy)."""
+    channels = IMAGE_ENCODINGS.get(msg.encoding)
+    if channels is None:
+        raise ConversionError(
+            f"image encoding {msg.encoding!r} not supported (use one of {', '.join(IMAGE_ENCODINGS)})"
+        )
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ConversionError(f"empty image ({w} x {h})")
+    if step < w * channels:
+        raise ConversionError(f"image step {step} is smaller than width {w} x {channels} channel(s)")
+    size = len(msg.data)
+    if size != step * h:
+        raise ConversionError(f"image data has {size} bytes, step {step} x height {h} = {step * h}")
+    rows = np.frombuffer(msg.data, dtype=np.uint8)  # array.array('B'): no copy
+    pixels = rows.reshape(h, step)[:, : w * channels].reshape(h, w, channels)
+    if channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if msg.encoding == "bgr8":
+        return np.ascontiguousarray(pixels[:, :, ::-1])
+    return pixels.copy()
+
+
+def numpy_to_image(image: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    """H x W x 3 uint8 RGB -> sensor_msgs/Image rgb8."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ConversionError(f"expected an H x W x 3 uint8 array, got {getattr(image, 'shape', image)!r}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ConversionError("empty image")
+    h, w = image.shape[:2]
+    msg = Image(
+        header=header(stamp_ns, frame_id), height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3
+    )
+    msg.data = np.ascontiguousarray(image).tobytes()
+    return msg
+
+
+def compressed_to_numpy(msg: CompressedImage) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG, PNG, ...) -> H x W x 3 uint8 RGB."""
+    from PIL import Image as PilImage  # Pillow: only nodes configured for compressed images need it
+
+    if len(msg.data) == 0:
+        raise ConversionError("empty compressed image")
+    try:
+        with PilImage.open(io.BytesIO(bytes(msg.data))) as img:
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ConversionError(f"cannot decode compressed image (format {msg.format!r}): {err}") from err
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ConversionError(f"decoded image has shape {rgb.shape}")
+    return rgb
+
+
+def numpy_to_compressed(image: np.ndarray, stamp_ns: int, frame_id: str, fmt: str = "png") -> CompressedImage:
+    """H x W x 3 uint8 RGB -> CompressedImage (png or jpeg); for tests and recorders."""
+    from PIL import Image as PilImage
+
+    buf = io.BytesIO()
+    PilImage.fromarray(image, mode="RGB").save(buf, format=fmt.upper())
+    return CompressedImage(header=header(stamp_ns, frame_id), format=fmt, data=buf.getvalue())
+
+
+# --- joint states -----------------------------------------------------------------------------------
+
+
+def joint_state_to_arrays(
+    msg: JointState, expected_names: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """JointState -> (names, positions float64); NaN/inf, length mismatches and unexpected names refused."""
+    names = list(msg.name)
+    positions = np.asarray(msg.position, dtype=np.float64)
+    if positions.size == 0:
+        raise ConversionError("joint state has no positions")
+    if names and len(names) != positions.size:
+        raise ConversionError(f"joint state has {len(names)} names but {positions.size} positions")
+    if not np.isfinite(positions).all():
+        bad = [names[i] if names else str(i) for i in np.flatnonzero(~np.isfinite(positions))]
+        raise ConversionError(f"joint state position is NaN or inf for {', '.join(bad)}")
+    if expected_names is not None:
+        if positions.size != len(expected_names):
+            raise ConversionError(
+                f"joint state has {positions.size} positions, expected {len(expected_names)}"
+            )
+        if names and names != list(expected_names):
+            raise ConversionError(
+                f"joint names {names} differ from the first message's {list(expected_names)}"
+            )
+    return names, positions
+
+
+def arrays_to_joint_state(
+    names: Sequence[str], positions: np.ndarray, velocities: np.ndarray | None, stamp_ns: int
+) -> JointState:
+    msg = JointState(header=header(stamp_ns))
+    msg.name = list(names)
+    msg.position = [float(v) for v in positions]
+    if velocities is not None:
+        msg.velocity = [float(v) for v in velocities]
+    return msg
+
+
+# --- actions ----------------------------------------------------------------------------------------
+
+
+def action_array(values: Sequence[float], what: str = "action") -> np.ndarray:
+    """float32 action vector; empty or non-finite is refused."""
+    a = np.asarray(values, dtype=np.float32).reshape(-1)
+    if a.size == 0:
+        raise ConversionError(f"{what} is empty")
+    if not np.isfinite(a).all():
+        raise ConversionError(f"{what} contains NaN or inf: {a.tolist()}")
+    return a
+
+
+def action_result_to_msg(result: Any, stamp_ns: int, image_stamp_ns: int, frame_id: str = "") -> VlaAction:
+    """ActionResult (vla_accel_ros.policy.runtime) -> VlaAction; `fallback` is None or the reason."""
+    msg = VlaAction(header=header(stamp_ns, frame_id), image_stamp=ns_to_stamp(image_stamp_ns))
+    msg.action = [float(v) for v in np.asarray(result.action, dtype=np.float32).reshape(-1)]
+    msg.token_ids = [int(v) for v in np.asarray(result.token_ids).reshape(-1)]
+    msg.precision = str(result.precision)
+    msg.decoding = str(result.decoding)
+    msg.threshold = float(result.threshold)
+    msg.draft_tokens = int(result.draft_tokens)
+    msg.accepted_tokens = int(result.accepted_tokens)
+    msg.kalman_filled = [int(v) for v in result.kalman_filled]
+    msg.target_passes = int(result.target_passes)
+    msg.fallback = bool(result.fallback)
+    msg.fallback_reason = result.fallback or ""
+    timings = dict(result.timings_ms)
+    msg.stage_names = list(timings)
+    msg.stage_ms = [float(v) for v in timings.values()]
+    msg.total_ms = float(sum(timings.values()))
+    return msg
+
+
+def vla_action_fields(msg: VlaAction) -> dict[str, Any]:
+    """VlaAction -> keyword arguments of ActionResult (validated action)."""
+    if len(msg.stage_names) != len(msg.stage_ms):
+        raise ConversionError(
+            f"VlaAction has {len(msg.stage_names)} stage names but {len(msg.stage_ms)} values"
+        )
+    return {
+        "action": action_array(msg.action),
+        "token_ids": np.asarray(msg.token_ids, dtype=np.int64),
+        "precision": msg.precision,
+        "decoding": msg.decoding,
+        "threshold": float(msg.threshold),
+        "draft_tokens": int(msg.draft_tokens),
+        "accepted_tokens": int(msg.accepted_tokens),
+        "kalman_filled": [int(v) for v in msg.kalman_filled],
+        "target_passes": int(msg.target_passes),
+        "fallback": (msg.fallback_reason or "fallback") if msg.fallback else None,
+        "timings_ms": {n: float(v) for n, v in zip(msg.stage_names, msg.stage_ms, strict=True)},
+    }
+
+
+def with_action(msg: VlaAction, action: np.ndarray, stamp_ns: int) -> VlaAction:
+    """A copy of `msg` carrying `action` and a new header stamp (image_stamp and statistics kept)."""
+    out = VlaAction()
+    for name in VlaAction.get_fields_and_field_types():
+        setattr(out, name, getattr(msg, name))
+    out.header = header(stamp_ns, msg.header.frame_id)
+    out.action = [float(v) for v in np.asarray(action, dtype=np.float32).reshape(-1)]
+    return out
+
+
+def twist_from_action(
+    action: np.ndarray, linear_scale: float, angular_scale: float, stamp_ns: int, frame_id: str
+) -> TwistStamped:
+    """Delta action (dx, dy, dz[, droll, dpitch, dyaw], gripper) -> TwistStamped velocity.
+
+    linear = xyz * linear_scale (m/s per action unit); angular = rpy * angular_scale for 7-D actions,
+    zero for 4-D ones. The gripper has no Twist field: it goes to the gripper driver separately.
+    """
+    a = action_array(action)
+    if a.size not in (4, 7):
+        raise ConversionError(f"a Twist needs a 4-D or 7-D delta action, got {a.size} values")
+    msg = TwistStamped(header=header(stamp_ns, frame_id))
+    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) * linear_scale for v in a[:3])
+    if a.size == 7:
+        msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (
+            float(v) * angular_scale for v in a[3:6]
+        )
+    return msg
+
+
+def action_from_twist(msg: TwistStamped, linear_scale: float, gripper: float) -> np.ndarray:
+    """TwistStamped -> 4-D delta action (inverse of twist_from_action; the gripper is given)."""
+    if linear_scale <= 0:
+        raise ConversionError(f"linear scale must be > 0, got {linear_scale}")
+    lin = msg.twist.linear
+    a = np.array(
+        [lin.x / linear_scale, lin.y / linear_scale, lin.z / linear_scale, gripper], dtype=np.float32
+    )
+    return action_array(a, "twist")
+
+
+# --- kinematics and control -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JointDerivativesView:
+    names: list[str]
+    velocity: np.ndarray | None
+    acceleration: np.ndarray | None
+    jerk: np.ndarray | None
+
+
+def kinematic_state_msg(values: Any, joints: JointDerivativesView | None, stamp_ns: int) -> KinematicState:
+    """ProxyValues (vla_accel_ros.kinematics) + joint derivatives -> KinematicState."""
+    msg = KinematicState(header=header(stamp_ns))
+    msg.translation_speed = _finite(values.translation_speed, "translation_speed")
+    msg.angular_jerk = _finite(values.angular_jerk, "angular_jerk")
+    msg.motion_fineness = _finite(values.motion_fineness, "motion_fineness")
+    msg.sensitivity = _finite(values.sensitivity, "sensitivity")
+    msg.fluctuation = _finite(values.fluctuation, "fluctuation")
+    if joints is not None:
+        msg.joint_names = list(joints.names)
+        for name in ("velocity", "acceleration", "jerk"):
+            arr = getattr(joints, name)
+            setattr(msg, f"joint_{name}", [] if arr is None else [float(v) for v in arr])
+    return msg
+
+
+def kalman_prediction_msg(
+    mean: np.ndarray, variance: np.ndarray, history_length: int, valid: bool, stamp_ns: int
+) -> KalmanPrediction:
+    """`mean` may hold NaN in dimensions that must not be filled (KalmanCompensator.prediction)."""
+    msg = KalmanPrediction(header=header(stamp_ns))
+    # A filter without history predicts with infinite variance: clamp so the float32 field stays finite.
+    msg.action = [float(v) for v in np.asarray(mean, dtype=np.float64)]
+    msg.variance = [
+        float(min(v, 3.0e38)) for v in np.nan_to_num(np.asarray(variance, dtype=np.float64), nan=3.0e38)
+    ]
+    msg.history_length = int(history_length)
+    msg.valid = bool(valid)
+    return msg
+
+
+def kalman_action(msg: KalmanPrediction) -> np.ndarray | None:
+    """The predicted action if the prediction is valid, else None; NaN marks a dimension not to fill."""
+    if not msg.valid:
+        return None
+    a = np.asarray(msg.action, dtype=np.float32).reshape(-1)
+    if a.size == 0:
+        raise ConversionError("Kalman prediction is empty")
+    if np.isinf(a).any():
+        raise ConversionError(f"Kalman prediction contains inf: {a.tolist()}")
+    return a
+
+
+def accel_config_msg(
+    precision: str, decoding: str, threshold: float, reason: str, stamp_ns: int
+) -> AccelConfig:
+    return AccelConfig(
+        header=header(stamp_ns),
+        precision=precision,
+        decoding=decoding,
+        threshold=_finite(threshold, "threshold"),
+        reason=reason,
+    )
+
+
+def _finite(value: float, what: str) -> float:
+    v = float(value)
+    if not math.isfinite(v):
+        raise ConversionError(f"{what} is not finite: {value!r}")
+    return v

@@ -1,0 +1,452 @@
+"""Inference node: camera images + joint state + instruction -> one VlaAction per control step.
+
+Callbacks only validate and store the latest input (with its header stamp). The model loads on a
+background thread (the node answers and reports 'loading' meanwhile; a failed load is reported and the
+node stays up). Inference runs on one worker thread, one call in flight:
+- trigger 'timer': a tick at control_rate_hz asks for one call on the latest inputs; a tick while a call
+  is running is skipped (counted);
+- trigger 'image': a new frame from every camera asks for one call (lockstep simulation). The call waits
+  up to sync_timeout_s for the joint state, Kalman prediction and AccelConfig of the same step (stamp >=
+  the image stamp), so the closed loop sees the same inputs as an offline evaluation; a request while a
+  call is running is queued (one, latest inputs win).
+
+A step publishes nothing, with a WARN on /diagnostics naming the reason, when the model is not ready or
+the instruction, an image or the joint state is missing, stale or invalid. An unknown precision or
+decoding in the AccelConfig falls back to the defaults and is flagged in the VlaAction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import String
+
+from vla_accel_ros.msg import AccelConfig, KalmanPrediction, VlaAction
+from vla_accel_ros.ros import convert
+from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
+from vla_accel_ros.ros.params import DECODINGS, InferenceParams, ParameterError, declare_params
+from vla_accel_ros.ros.qos import camera_qos, instruction_qos, joint_states_qos, vla_qos
+
+
+class PolicyLike(Protocol):
+    """What the node needs of vla_accel_ros.policy.runtime.Policy (a fake in unit tests)."""
+
+    action_dim: int
+    cameras: list[str]
+    precisions: list[str]
+
+    def act(
+        self,
+        inp: Any,
+        precision: str = ...,
+        decoding: str = ...,
+        threshold: float = ...,
+        kalman_action: np.ndarray | None = ...,
+    ) -> Any: ...
+
+
+PolicyLoader = Callable[[InferenceParams], tuple[PolicyLike, Callable[..., Any]]]
+
+
+def load_policy(p: InferenceParams) -> tuple[PolicyLike, Callable[..., Any]]:
+    """The runtime's Policy and its PolicyInput class (torch is imported here, on the loading thread)."""
+    import torch
+
+    from vla_accel_ros.policy.runtime import Policy, PolicyInput
+
+    if p.num_threads > 0:
+        torch.set_num_threads(p.num_threads)
+    model_path, device = p.model_path, p.device
+    path = None if model_path in ("", "builtin") else Path(model_path)
+    if device == "auto":
+        return Policy.load(path), PolicyInput
+    try:
+        return Policy.load(path, device=device), PolicyInput
+    except TypeError as err:
+        raise RuntimeError(f"the policy runtime cannot choose a device ({err}); use device 'auto'") from err
+
+
+@dataclass(frozen=True)
+class Stamped:
+    value: Any
+    stamp_ns: int  # header stamp
+
+
+class SingleFlight:
+    """Runs `fn` on one worker thread, one call at a time.
+
+    A trigger while a call runs is skipped (queue=False) or remembered once (queue=True: the next call
+    starts right after and reads the latest inputs). `skipped` counts triggers that did not start a call.
+    """
+
+    def __init__(
+        self, fn: Callable[[], None], queue: bool, on_error: Callable[[BaseException], None]
+    ) -> None:
+        self._fn = fn
+        self._queue = queue
+        self._on_error = on_error
+        self._cond = threading.Condition()
+        self._requested = False
+        self._busy = False
+        self._stopped = False
+        self.skipped = 0
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    def trigger(self) -> bool:
+        with self._cond:
+            if self._busy and not self._queue:
+                self.skipped += 1
+                return False
+            if self._requested:
+                self.skipped += 1
+            self._requested = True
+            self._cond.notify()
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._requested and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                self._requested = False
+                self._busy = True
+            try:
+                self._fn()
+            except Exception as err:  # the worker must survive a failed call
+                self._on_error(err)
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout_s)
+
+
+class Skip(Exception):
+    """This step publishes no action; `level`, `key` and the message go to /diagnostics."""
+
+    def __init__(self, level: int, key: str, detail: str = "") -> None:
+        super().__init__(detail)
+        self.level, self.key, self.detail = level, key, detail
+
+
+class InferenceNode(Node):
+    def __init__(self, policy_loader: PolicyLoader | None = None, **kwargs: Any) -> None:
+        super().__init__("inference_node", **kwargs)
+        self._params = declare_params(self, InferenceParams)
+        p = self._params.values
+        self._health = Health(self)
+        self._lock = threading.Lock()
+        self._images: dict[str, Stamped] = {}
+        self._joints: Stamped | None = None
+        self._instruction: str | None = None
+        self._config: Stamped | None = None
+        self._prediction: Stamped | None = None
+        self._used_stamps: dict[str, int] = {}  # trigger 'image': frames already acted on
+        self._waiting_since: float | None = None
+        self._policy: PolicyLike | None = None
+        self._policy_input: Callable[..., Any] | None = None
+        self._load_error: str | None = None
+        self._rate = RateMeter()
+        self._counts = {"actions": 0, "dropped_frames": 0, "skipped_steps": 0, "unsynced_steps": 0}
+
+        self._action_pub = self.create_publisher(VlaAction, "vla/action_raw", vla_qos())
+        for name, topic in zip(p.camera_names, p.camera_topics, strict=True):
+            if p.image_transport == "compressed":
+                self.create_subscription(
+                    CompressedImage,
+                    f"{topic}/compressed",
+                    lambda m, n=name: self._on_image(n, m),
+                    camera_qos(),
+                )
+            else:
+                self.create_subscription(Image, topic, lambda m, n=name: self._on_image(n, m), camera_qos())
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, joint_states_qos())
+        self.create_subscription(String, "instruction", self._on_instruction, instruction_qos())
+        self.create_subscription(AccelConfig, "vla/accel_config", self._on_config, vla_qos())
+        self.create_subscription(KalmanPrediction, "vla/kalman_prediction", self._on_prediction, vla_qos())
+
+        self._worker = SingleFlight(self._step, queue=p.trigger == "image", on_error=self._on_worker_error)
+        if p.trigger == "timer":
+            self._tick_timer = self.create_timer(1.0 / p.control_rate_hz, self._worker.trigger)
+        else:
+            self._sync_timer = self.create_timer(max(p.sync_timeout_s, 1e-3), self._on_sync_timeout)
+            self._sync_timer.cancel()
+        self._health.set_state(WARN, f"loading model '{p.model_path}'")
+        loader = policy_loader or load_policy
+        self._loader = threading.Thread(target=self._load, args=(loader,), name="policy-load", daemon=True)
+        self._loader.start()
+
+    # -- model loading (background thread) ------------------------------------------------------------
+    def _load(self, loader: PolicyLoader) -> None:
+        p = self._params.values
+        t0 = time.monotonic()
+        try:
+            policy, policy_input = loader(p)
+            missing = [c for c in policy.cameras if c not in p.camera_names]
+            if missing:
+                raise RuntimeError(
+                    f"the policy needs camera(s) {missing}; camera_names are {list(p.camera_names)}"
+                )
+        except Exception as err:  # any failure is reported; the node stays up
+            self._load_error = f"load failed: {err}"
+            self._health.set_state(ERROR, self._load_error)
+            return
+        with self._lock:
+            self._policy, self._policy_input = policy, policy_input
+        if p.default_precision != "top" and p.default_precision not in policy.precisions:
+            self._health.report(
+                WARN, "unknown default_precision", f"{p.default_precision!r} not in {policy.precisions}"
+            )
+        self.get_logger().info(
+            f"model '{p.model_path}' loaded in {time.monotonic() - t0:.1f} s: cameras {policy.cameras}, "
+            f"precisions {policy.precisions}, action_dim {policy.action_dim}"
+        )
+        self._health.set_state(OK, "running")
+
+    # -- callbacks: validate, store, maybe forward a trigger -------------------------------------------
+    def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
+        try:
+            if isinstance(msg, CompressedImage):
+                image = convert.compressed_to_numpy(msg)
+            else:
+                image = convert.image_to_numpy(msg)
+        except convert.ConversionError as err:
+            self._counts["dropped_frames"] += 1
+            self._health.report(WARN, f"bad image from {camera}", str(err))
+            return
+        with self._lock:
+            self._images[camera] = Stamped(image, convert.stamp_to_ns(msg.header.stamp))
+        self._maybe_trigger()
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        try:
+            _, positions = convert.joint_state_to_arrays(msg)
+            if self._joints is not None and stamp_ns < self._joints.stamp_ns:
+                raise convert.ConversionError(
+                    f"stamp goes back by {(self._joints.stamp_ns - stamp_ns) * 1e-9:.3f} s"
+                )
+        except convert.ConversionError as err:
+            self._health.report(WARN, "bad joint state", str(err))
+            return
+        with self._lock:
+            self._joints = Stamped(positions, stamp_ns)
+        self._maybe_trigger()
+
+    def _on_instruction(self, msg: String) -> None:
+        text = msg.data.strip()
+        if not text:
+            self._health.report(WARN, "empty instruction")
+            return
+        with self._lock:
+            self._instruction = text
+        self.get_logger().info(f"instruction: {text!r}")
+
+    def _on_config(self, msg: AccelConfig) -> None:
+        with self._lock:
+            self._config = Stamped(msg, convert.stamp_to_ns(msg.header.stamp))
+        self._maybe_trigger()
+
+    def _on_prediction(self, msg: KalmanPrediction) -> None:
+        with self._lock:
+            self._prediction = Stamped(msg, convert.stamp_to_ns(msg.header.stamp))
+        self._maybe_trigger()
+
+    # -- trigger 'image' -------------------------------------------------------------------------------
+    def _maybe_trigger(self) -> None:
+        p = self._params.values
+        if p.trigger != "image":
+            return
+        with self._lock:
+            frames = [self._images.get(c) for c in p.camera_names]
+            if any(
+                f is None or f.stamp_ns <= self._used_stamps.get(c, -1)
+                for c, f in zip(p.camera_names, frames, strict=True)
+            ):
+                return  # not a complete set of new frames
+            ref = min(f.stamp_ns for f in frames if f is not None)
+            synced = all(s is None or s.stamp_ns >= ref for s in (self._config, self._prediction)) and (
+                self._joints is not None and self._joints.stamp_ns >= ref
+            )
+            if not synced and p.sync_timeout_s > 0:
+                if self._waiting_since is None:
+                    self._waiting_since = time.monotonic()
+                    self._sync_timer.reset()
+                return
+            self._fire_locked(p)
+
+    def _on_sync_timeout(self) -> None:
+        self._sync_timer.cancel()
+        p = self._params.values
+        with self._lock:
+            if self._waiting_since is None:
+                return
+            self._fire_locked(p)
+        # Expected while the arm republishes its first frame; a steady count means a slow node upstream.
+        self._counts["unsynced_steps"] += 1
+
+    def _fire_locked(self, p: InferenceParams) -> None:
+        self._used_stamps = {c: self._images[c].stamp_ns for c in p.camera_names}
+        self._waiting_since = None
+        self._worker.trigger()
+
+    # -- one control step (worker thread) --------------------------------------------------------------
+    def _step(self) -> None:
+        try:
+            msg = self._infer()
+        except Skip as skip:
+            self._counts["skipped_steps"] += 1
+            self._health.report(skip.level, skip.key, skip.detail)
+            return
+        if not self.context.ok():
+            return  # shutting down: the publisher is gone
+        self._action_pub.publish(msg)
+        self._rate.tick()
+        self._counts["actions"] += 1
+        self._health.set_values(
+            action_rate_hz=self._rate.rate(),
+            last_latency_ms=msg.total_ms,
+            precision=msg.precision,
+            decoding=msg.decoding,
+            skipped_ticks=self._worker.skipped,
+            **self._counts,
+        )
+
+    def _infer(self) -> VlaAction:
+        p = self._params.values
+        with self._lock:
+            policy, policy_input = self._policy, self._policy_input
+            images, joints, instruction = dict(self._images), self._joints, self._instruction
+            config, prediction = self._config, self._prediction
+        if policy is None or policy_input is None:
+            raise Skip(ERROR if self._load_error else WARN, "model not ready", self._load_error or "loading")
+        now_ns = self.get_clock().now().nanoseconds
+        if instruction is None:
+            raise Skip(WARN, "no instruction", "nothing received on 'instruction' yet")
+        frames = {}
+        for cam in policy.cameras:
+            frame = images.get(cam)
+            if frame is None:
+                raise Skip(WARN, "no image", f"no frame from camera '{cam}' yet")
+            age_s = (now_ns - frame.stamp_ns) * 1e-9
+            if age_s > p.max_image_age_s:
+                raise Skip(
+                    WARN,
+                    "stale image",
+                    f"camera '{cam}' frame is {age_s:.3f} s old (max {p.max_image_age_s})",
+                )
+            frames[cam] = frame
+        if joints is None:
+            raise Skip(WARN, "no joint state", "nothing received on 'joint_states' yet")
+        joint_age_s = (now_ns - joints.stamp_ns) * 1e-9
+        if joint_age_s > p.max_state_age_s:
+            raise Skip(WARN, "stale joint state", f"{joint_age_s:.3f} s old (max {p.max_state_age_s})")
+
+        precision, decoding, threshold, fallbacks = self._modes(p, policy, config)
+        kalman = self._kalman_action(p, policy, prediction, decoding, now_ns)
+        inp = policy_input(
+            images={c: f.value for c, f in frames.items()},
+            joint_positions=joints.value,
+            instruction=instruction,
+        )
+        try:
+            result = policy.act(
+                inp, precision=precision, decoding=decoding, threshold=threshold, kalman_action=kalman
+            )
+        except ValueError as err:  # the runtime's InputError: an observation it must not act on
+            raise Skip(WARN, "policy refused the input", str(err)) from err
+        image_stamp_ns = min(f.stamp_ns for f in frames.values())
+        msg = convert.action_result_to_msg(result, self.get_clock().now().nanoseconds, image_stamp_ns)
+        if fallbacks:
+            msg.fallback = True
+            msg.fallback_reason = "; ".join(
+                fallbacks + ([msg.fallback_reason] if msg.fallback_reason else [])
+            )
+        return msg
+
+    def _modes(
+        self, p: InferenceParams, policy: PolicyLike, config: Stamped | None
+    ) -> tuple[str, str, float, list[str]]:
+        default = policy.precisions[-1] if p.default_precision == "top" else p.default_precision
+        if config is None:
+            return default, p.default_decoding, p.default_threshold, []
+        msg: AccelConfig = config.value
+        precision, decoding, threshold = msg.precision, msg.decoding, float(msg.threshold)
+        fallbacks = []
+        if precision not in policy.precisions:
+            fallbacks.append(f"unknown precision {precision!r}, used {default!r}")
+            self._health.report(WARN, "unknown precision", f"{precision!r} not in {policy.precisions}")
+            precision = default
+        if decoding not in DECODINGS:
+            fallbacks.append(f"unknown decoding {decoding!r}, used {p.default_decoding!r}")
+            self._health.report(WARN, "unknown decoding", f"{decoding!r} not in {list(DECODINGS)}")
+            decoding, threshold = p.default_decoding, p.default_threshold
+        if not np.isfinite(threshold) or threshold < 0:
+            fallbacks.append(f"bad threshold {threshold!r}, used {p.default_threshold}")
+            threshold = p.default_threshold
+        return precision, decoding, threshold, fallbacks
+
+    def _kalman_action(
+        self, p: InferenceParams, policy: PolicyLike, prediction: Stamped | None, decoding: str, now_ns: int
+    ) -> np.ndarray | None:
+        if decoding != "kerv" or prediction is None:
+            return None
+        if (now_ns - prediction.stamp_ns) * 1e-9 > p.max_state_age_s:
+            return None
+        try:
+            action = convert.kalman_action(prediction.value)
+        except convert.ConversionError as err:
+            self._health.report(WARN, "bad Kalman prediction", str(err))
+            return None
+        if action is not None and action.size != policy.action_dim:
+            self._health.report(
+                WARN, "bad Kalman prediction", f"{action.size} values, policy has {policy.action_dim}"
+            )
+            return None
+        return action
+
+    def _on_worker_error(self, err: BaseException) -> None:
+        if not self.context.ok():
+            return  # a call cut short by shutdown
+        self._counts["skipped_steps"] += 1
+        self._health.report(ERROR, "inference failed", f"{type(err).__name__}: {err}")
+
+    def destroy_node(self) -> None:
+        self._worker.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    with rclpy.init(args=args):
+        try:
+            node = InferenceNode()
+        except ParameterError as err:
+            rclpy.logging.get_logger("inference_node").fatal(str(err))
+            raise SystemExit(2) from None
+        try:
+            rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.destroy_node()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Kinematics node: DyQ-VLA proxies and the KERV Kalman prediction from what the arm actually did.
+
+Inputs: `arm/executed_action` (VlaAction, one per executed control step), `joint_states`, and
+`sim/episode` (episode starts reset the filters; on a robot nobody publishes it). Outputs, stamped with
+the executed action's stamp so the inference node can match them to the next observation:
+`vla/kinematics` (KinematicState) and `vla/kalman_prediction` (KalmanPrediction; `valid` is false while
+the filter warms up or cools down after a fill; NaN in the dimensions never filled, the gripper). Each
+fill reported in an executed action starts the compensator's cool-down, as offline
+(vla_accel_ros.control.accel_loop.AccelLoop) does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+
+from vla_accel_ros.kinematics import (
+    JointDerivatives,
+    KalmanCompensator,
+    KinematicProxies,
+    NonIncreasingStampError,
+)
+from vla_accel_ros.msg import KalmanPrediction, KinematicState, VlaAction
+from vla_accel_ros.ros import convert
+from vla_accel_ros.ros.diagnostics import OK, WARN, Health, RateMeter
+from vla_accel_ros.ros.params import KinematicsParams, ParameterError, declare_params
+from vla_accel_ros.ros.qos import episode_qos, joint_states_qos, vla_qos
+
+
+class KinematicsNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("kinematics_node", **kwargs)
+        self._params = declare_params(self, KinematicsParams)
+        self._params.on_change(lambda _old, _new: self._reset("parameters changed"))
+        self._health = Health(self)
+        self._proxies: KinematicProxies | None = None
+        self._compensator: KalmanCompensator | None = None
+        self._joints = JointDerivatives(max_gap_s=self._params.values.joint_max_gap_s)
+        self._joint_names: list[str] | None = None
+        self._derivatives: convert.JointDerivativesView | None = None
+        self._episode_start_ns = 0  # executed actions stamped before the current episode are ignored
+        self._rate = RateMeter()
+        self._dropped_joint_states = 0
+
+        self._state_pub = self.create_publisher(KinematicState, "vla/kinematics", vla_qos())
+        self._prediction_pub = self.create_publisher(KalmanPrediction, "vla/kalman_prediction", vla_qos())
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, joint_states_qos())
+        self.create_subscription(VlaAction, "arm/executed_action", self._on_executed, vla_qos())
+        self.create_subscription(String, "sim/episode", self._on_episode, episode_qos())
+        self._health.set_state(OK, "waiting for executed actions")
+        self.get_logger().info("ready: waiting for executed actions")
+
+    # -- callbacks -------------------------------------------------------------------------------------
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            names, positions = convert.joint_state_to_arrays(msg, self._joint_names)
+            velocity, acceleration, jerk = self._joints.update(
+                convert.stamp_to_ns(msg.header.stamp) * 1e-9, positions
+            )
+        except NonIncreasingStampError as err:
+            self._drop_joint_state("joint state stamp not increasing", str(err))
+            return
+        except ValueError as err:  # ConversionError included
+            self._drop_joint_state("bad joint state", str(err))
+            return
+        if self._joint_names is None:
+            self._joint_names = names or [f"joint_{i}" for i in range(positions.size)]
+        self._derivatives = convert.JointDerivativesView(self._joint_names, velocity, acceleration, jerk)
+
+    def _on_executed(self, msg: VlaAction) -> None:
+        stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        if stamp_ns < self._episode_start_ns:
+            return  # the previous episode's last step, delivered after the reset
+        try:
+            action = convert.action_array(msg.action, "executed action")
+            self._ensure_filters(action.size)
+            assert self._proxies is not None and self._compensator is not None
+            values = self._proxies.update(action)
+            if msg.kalman_filled:
+                # The decoder filled from our prediction at this step: the cool-down starts here.
+                self._compensator.mark_filled()
+            self._compensator.observe(action)
+        except ValueError as err:
+            self._health.report(WARN, "bad executed action", str(err))
+            return
+        self._rate.tick()
+        self._state_pub.publish(convert.kinematic_state_msg(values, self._derivatives, stamp_ns))
+        self._publish_prediction(stamp_ns)
+        self._health.set_state(OK, "running")
+        self._health.set_values(
+            rate_hz=self._rate.rate(),
+            sensitivity=values.sensitivity,
+            fluctuation=values.fluctuation,
+            kalman_samples=self._compensator.kalman.samples,
+            dropped_joint_states=self._dropped_joint_states,
+        )
+
+    def _on_episode(self, msg: String) -> None:
+        try:
+            event = json.loads(msg.data)
+        except json.JSONDecodeError as err:
+            self._health.report(WARN, "bad episode event", str(err))
+            return
+        if not isinstance(event, dict) or event.get("event") != "start":
+            return
+        self._reset(f"episode {event.get('episode')} started")
+        self._episode_start_ns = int(event.get("stamp_ns", 0))
+        if self._compensator is not None:
+            # The first step of an episode has no prediction: say so with the episode's stamp.
+            self._publish_prediction(self._episode_start_ns)
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _ensure_filters(self, action_dim: int) -> None:
+        if self._proxies is not None and self._proxies.action_dim == action_dim:
+            return
+        if self._proxies is not None:
+            self._health.report(
+                WARN, "action dimension changed", f"{self._proxies.action_dim} -> {action_dim}"
+            )
+        p = self._params.values
+        self._proxies = KinematicProxies(p.proxy_calibration(), action_dim)
+        self._compensator = p.compensator(action_dim)
+
+    def _publish_prediction(self, stamp_ns: int) -> None:
+        comp = self._compensator
+        assert comp is not None
+        mean, variance = comp.kalman.predict()
+        mean = np.where(comp.mask, mean, np.nan)  # as KalmanCompensator.prediction(): NaN = never filled
+        self._prediction_pub.publish(
+            convert.kalman_prediction_msg(mean, variance, comp.kalman.samples, comp.can_fill(), stamp_ns)
+        )
+
+    def _reset(self, why: str) -> None:
+        dim = self._proxies.action_dim if self._proxies is not None else None
+        self._proxies = self._compensator = None
+        if dim is not None:
+            self._ensure_filters(dim)
+        self._joints = JointDerivatives(max_gap_s=self._params.values.joint_max_gap_s)
+        self._joint_names = None
+        self._derivatives = None
+        self.get_logger().info(f"filters reset: {why}")
+
+    def _drop_joint_state(self, key: str, detail: str) -> None:
+        self._dropped_joint_states += 1
+        self._health.report(WARN, key, detail)
+
+
+def main(args: list[str] | None = None) -> None:
+    with rclpy.init(args=args):
+        try:
+            node = KinematicsNode()
+        except ParameterError as err:
+            rclpy.logging.get_logger("kinematics_node").fatal(str(err))
+            raise SystemExit(2) from None
+        try:
+            rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.destroy_node()
+
+
+if __name__ == "__main__":
+    main()
