@@ -16,6 +16,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*")),
+        ("share/" + package_name + "/msg", glob("msg/*.msg")),
     ],
     install_requires=[],
     zip_safe=False,

@@ -18,9 +18,19 @@ INSTRUCTIONS = ["reach the red goal", "open the drawer"]
 
 def tiny_config(**kw) -> VlaConfig:
     words = PromptTokenizer.from_texts(INSTRUCTIONS).vocab[4:]
-    base = dict(prompt_vocab=words, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1,
-                intermediate_size=64, vision_channels=[8, 8, 8, 16], action_q01=[-1, -1, -1, -1],
-                action_q99=[1, 1, 1, 1], state_mean=[0.0] * 9, state_std=[1.0] * 9)
+    base = dict(
+        prompt_vocab=words,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=1,
+        intermediate_size=64,
+        vision_channels=[8, 8, 8, 16],
+        action_q01=[-1, -1, -1, -1],
+        action_q99=[1, 1, 1, 1],
+        state_mean=[0.0] * 9,
+        state_std=[1.0] * 9,
+    )
     base.update(kw)
     return VlaConfig(**base)
 
@@ -36,7 +46,9 @@ def inputs(model: VlaModel, batch: int = 2, seed: int = 0):
     cfg = model.config
     images = {c: torch.rand(batch, 3, cfg.image_size, cfg.image_size, generator=g) for c in cfg.cameras}
     state = torch.randn(batch, cfg.state_dim, generator=g)
-    prompt = torch.tensor([PromptTokenizer(cfg.prompt_vocab).encode(INSTRUCTIONS[0], cfg.prompt_length)] * batch)
+    prompt = torch.tensor(
+        [PromptTokenizer(cfg.prompt_vocab).encode(INSTRUCTIONS[0], cfg.prompt_length)] * batch
+    )
     return images, state, prompt
 
 
@@ -50,8 +62,10 @@ def test_action_tokenizer_round_trip_and_id_range():
     assert np.all(np.abs(back[0] - a[0]) <= tok.bin_width / 2 + 1e-6)
     assert back[2, 0] == pytest.approx(2.0 - tok.bin_width[0] / 2, abs=1e-5)
     # id distance equals bin distance
-    assert np.array_equal(np.diff(tok.encode(np.array([[0.0, 0.5], [0.1, 0.5]])), axis=0)[0],
-                          np.diff(tok.to_bins(np.array([[0.0, 0.5], [0.1, 0.5]])), axis=0)[0])
+    assert np.array_equal(
+        np.diff(tok.encode(np.array([[0.0, 0.5], [0.1, 0.5]])), axis=0)[0],
+        np.diff(tok.to_bins(np.array([[0.0, 0.5], [0.1, 0.5]])), axis=0)[0],
+    )
     with pytest.raises(ValueError):
         tok.id_to_bin(np.array([10]))
 
@@ -84,10 +98,10 @@ def test_cached_decoding_matches_teacher_forcing(model):
     with torch.no_grad():
         full = model.forward_train(images, state, prompt, actions)
         step = model.prefill(images, state, prompt)
-        logits = [step.logits[:, -1, model.action_first_id:]]
+        logits = [step.logits[:, -1, model.action_first_id :]]
         for i in range(model.config.action_dim - 1):
             step = model.extend(step.cache, actions[:, i : i + 1])
-            logits.append(step.logits[:, -1, model.action_first_id:])
+            logits.append(step.logits[:, -1, model.action_first_id :])
     assert torch.allclose(full, torch.stack(logits, dim=1), atol=1e-4)
 
 
@@ -150,7 +164,9 @@ def test_pickle_checkpoints_refused_unless_allowed(tmp_path, model):
 
 def observation(cfg: VlaConfig, **kw) -> PolicyInput:
     rng = np.random.default_rng(0)
-    images = {c: rng.integers(0, 255, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8) for c in cfg.cameras}
+    images = {
+        c: rng.integers(0, 255, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8) for c in cfg.cameras
+    }
     base = dict(images=images, joint_positions=np.zeros(cfg.state_dim), instruction=INSTRUCTIONS[1])
     base.update(kw)
     return PolicyInput(**base)
@@ -183,10 +199,16 @@ def test_runtime_resizes_other_image_sizes(model):
         (dict(joint_positions=np.zeros(5)), "5 values"),
         (dict(instruction="  "), "empty instruction"),
         (dict(images={}), "missing camera"),
-        (dict(images={"corner": np.zeros((64, 64), np.uint8), "wrist": np.zeros((64, 64, 3), np.uint8)}),
-         "H x W x 3"),
-        (dict(images={"corner": np.zeros((64, 64, 3), np.float32), "wrist": np.zeros((64, 64, 3), np.uint8)}),
-         "uint8"),
+        (
+            dict(images={"corner": np.zeros((64, 64), np.uint8), "wrist": np.zeros((64, 64, 3), np.uint8)}),
+            "H x W x 3",
+        ),
+        (
+            dict(
+                images={"corner": np.zeros((64, 64, 3), np.float32), "wrist": np.zeros((64, 64, 3), np.uint8)}
+            ),
+            "uint8",
+        ),
     ],
 )
 def test_runtime_rejects_bad_input(model, change, message):

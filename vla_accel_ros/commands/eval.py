@@ -22,9 +22,13 @@ def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.evaluation.closed_loop import evaluate, markdown_table, write_report
     from vla_accel_ros.sim.tasks import parse_task_list
 
-    report = evaluate(args.checkpoint, parse_task_list(args.tasks), args.episodes, args.max_steps, args.workers)
+    report = evaluate(
+        args.checkpoint, parse_task_list(args.tasks), args.episodes, args.max_steps, args.workers
+    )
     write_report(report, args.json)
-    table = markdown_table(report, f"Closed loop, {args.episodes} held-out episodes per task ({args.checkpoint})")
+    table = markdown_table(
+        report, f"Closed loop, {args.episodes} held-out episodes per task ({args.checkpoint})"
+    )
     print(table)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

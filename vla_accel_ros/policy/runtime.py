@@ -150,11 +150,18 @@ class Policy:
             t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return t
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """Dtype the model's inputs are cast to (fp32, or bf16 after `model.to(torch.bfloat16)`)."""
+        head = getattr(self.model, "lm_head", None)
+        return head.weight.dtype if head is not None and head.weight.is_floating_point() else torch.float32
+
     def preprocess(self, inp: PolicyInput) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         missing = [c for c in self.config.cameras if c not in inp.images]
         if missing:
             raise InputError(f"missing camera image(s): {missing}")
-        images = {c: self._image_tensor(c, inp.images[c]) for c in self.config.cameras}
+        dtype = self.compute_dtype
+        images = {c: self._image_tensor(c, inp.images[c]).to(dtype) for c in self.config.cameras}
         joints = np.asarray(inp.joint_positions, dtype=np.float32).reshape(-1)
         if joints.shape[0] != self.config.state_dim:
             raise InputError(
@@ -164,7 +171,7 @@ class Policy:
             raise InputError("joint state contains NaN or inf")
         if not inp.instruction or not inp.instruction.strip():
             raise InputError("empty instruction")
-        state = (torch.from_numpy(joints).unsqueeze(0) - self._state_mean) / self._state_std
+        state = ((torch.from_numpy(joints).unsqueeze(0) - self._state_mean) / self._state_std).to(dtype)
         prompt = self._prompt_cache.get(inp.instruction)
         if prompt is None:
             ids = self.prompts.encode(inp.instruction, self.config.prompt_length)

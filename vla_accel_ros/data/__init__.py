@@ -1,0 +1,1 @@
+"""Demonstration episodes stored as rosbag2 bags (via `rosbags`, no ROS install needed)."""

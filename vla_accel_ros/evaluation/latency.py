@@ -1,0 +1,119 @@
+"""Per-stage latency of complete control steps, cold start counted apart from steady state.
+
+A step is what the graph does between an image and an action: the controller's decision
+(AccelLoop.decide), preprocessing, prefill, each decode/verify pass, and the Kalman update
+with the executed action. The first `warmup` steps (allocator growth, lazy init, caches)
+are reported separately instead of polluting p50/p95.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from vla_accel_ros.evaluation.stats import percentiles
+from vla_accel_ros.policy.runtime import Policy, PolicyInput
+
+
+def inputs_from_bag(bag: Path, limit: int = 60) -> list[PolicyInput]:
+    """Real observations of one demonstration episode (camera frames, joints, instruction)."""
+    from vla_accel_ros.data.bag_io import read_episodes
+
+    episode = read_episodes(bag)[0]
+    n = min(limit, len(episode))
+    return [
+        PolicyInput(
+            {c: episode.images[c][i] for c in episode.images}, episode.joint_positions[i], episode.instruction
+        )
+        for i in range(n)
+    ]
+
+
+def synthetic_inputs(policy: Policy, n: int, instruction: str, seed: int = 0) -> list[PolicyInput]:
+    rng = np.random.default_rng(seed)
+    size = policy.config.image_size
+    return [
+        PolicyInput(
+            {c: rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for c in policy.cameras},
+            rng.normal(size=policy.config.state_dim).astype(np.float32),
+            instruction,
+        )
+        for _ in range(n)
+    ]
+
+
+def measure(
+    policy: Policy,
+    inputs: list[PolicyInput],
+    method: str = "ar",
+    warmup: int = 5,
+    repeats: int = 1,
+    params: dict | None = None,
+) -> dict:
+    from vla_accel_ros.evaluation.methods import build_loop
+
+    loop = build_loop(method, policy.action_dim, policy.precisions, params)
+    stages: dict[str, list[float]] = defaultdict(list)
+    totals: list[float] = []
+    cold: list[float] = []
+    passes: list[int] = []
+    fallbacks: set[str] = set()
+    step = 0
+    for _ in range(repeats):
+        loop.reset()
+        for inp in inputs:
+            t0 = time.perf_counter()
+            kwargs = loop.act_kwargs()
+            t1 = time.perf_counter()
+            out = policy.act(inp, **kwargs)
+            t2 = time.perf_counter()
+            loop.observe(np.clip(out.action, -1.0, 1.0), out.kalman_filled)
+            t3 = time.perf_counter()
+            total = (t3 - t0) * 1e3
+            if out.fallback:
+                fallbacks.add(out.fallback)
+            if step < warmup:
+                cold.append(total)
+            else:
+                totals.append(total)
+                passes.append(out.target_passes)
+                stages["controller"].append((t1 - t0) * 1e3)
+                for name, ms in out.timings_ms.items():
+                    stages[name].append(ms)
+                stages["kalman+proxies"].append((t3 - t2) * 1e3)
+            step += 1
+    total = percentiles(totals)
+    return {
+        "method": method,
+        "steps": len(totals),
+        "warmup_steps": len(cold),
+        "cold_start_ms": cold,
+        "total_ms": total,
+        "control_rate_hz": 1000.0 / total["p50"] if totals else float("nan"),
+        "stages_ms": {name: percentiles(v) for name, v in stages.items()},
+        "target_passes_mean": float(np.mean(passes)) if passes else float("nan"),
+        "fallbacks": sorted(fallbacks),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    """One table: a row per (model, dtype, method), p50 / p95 per stage."""
+    names: list[str] = []
+    for r in rows:
+        names += [n for n in r["stages_ms"] if n not in names]
+    head = "| model | dtype | method | total p50 / p95 ms | Hz | cold start ms | " + " | ".join(names) + " |"
+    lines = [head, "|" + "---|" * (6 + len(names))]
+    for r in rows:
+        cells = []
+        for n in names:
+            v = r["stages_ms"].get(n)
+            cells.append(f"{v['p50']:.2f} / {v['p95']:.2f}" if v else "-")
+        cold = ", ".join(f"{c:.0f}" for c in r["cold_start_ms"][:3])
+        lines.append(
+            f"| {r['model']} | {r['dtype']} | {r['method']} | {r['total_ms']['p50']:.1f} / "
+            f"{r['total_ms']['p95']:.1f} | {r['control_rate_hz']:.1f} | {cold} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Simulated arm (Meta-World Sawyer) and scripted demonstrations; ROS-free."""

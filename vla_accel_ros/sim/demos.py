@@ -1,0 +1,230 @@
+"""Scripted-expert demonstrations recorded into one rosbag2 bag per task.
+
+Each task runs in its own process (rendering is CPU-bound and single-threaded per process); only
+successful episodes are kept, with seeds S, S+1, ... tried until enough have succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vla_accel_ros.sim.tasks import EVAL_SEED_BASE, TASKS
+
+# Stop a task after this many attempts per wanted episode: a broken expert must not loop forever.
+MAX_ATTEMPTS_PER_EPISODE = 3
+
+
+@dataclass
+class DemoConfig:
+    episodes_per_task: int = 100
+    seed_start: int = 0
+    image_size: int = 64
+    max_steps: int = 200
+    storage: str = "mcap"
+    cameras: tuple[str, ...] = ("corner", "wrist")
+
+    def check(self) -> None:
+        if self.episodes_per_task < 1:
+            raise ValueError("episodes_per_task must be >= 1")
+        if not 0 <= self.seed_start < EVAL_SEED_BASE:
+            raise ValueError(
+                f"seed_start must be in [0, {EVAL_SEED_BASE}): seeds from {EVAL_SEED_BASE} are for evaluation"
+            )
+        if self.storage not in ("mcap", "sqlite3"):
+            raise ValueError(f"storage must be mcap or sqlite3, got {self.storage!r}")
+
+
+@dataclass
+class TaskResult:
+    task: str
+    bag: str
+    instruction: str
+    seeds: list[int] = field(default_factory=list)  # kept (successful) episodes, in bag order
+    failed_seeds: list[int] = field(default_factory=list)
+    frames: int = 0  # steps stored in the bag
+    sim_steps: int = 0  # steps simulated, failed episodes included
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def expert_success_rate(self) -> float:
+        tried = len(self.seeds) + len(self.failed_seeds)
+        return len(self.seeds) / tried if tried else 0.0
+
+
+def run_episode(arm: Any, seed: int, episode_index: int) -> Any:
+    """One expert episode on `seed`; returns the recorded Episode (images before each executed action)."""
+    from vla_accel_ros.data.episodes import EpisodeRecorder
+
+    obs = arm.reset(seed)
+    rec = EpisodeRecorder(arm.task, seed, arm.instruction, obs.joint_names)
+    while not arm.done:
+        action = arm.expert_action()
+        rec.add(obs.images, obs.joint_positions, action, obs.joint_velocities)
+        obs = arm.step(action)
+    return rec.finish(arm.success, episode_index, arm.control_hz)
+
+
+def generate_task(
+    task: str, out_dir: Path, cfg: DemoConfig, report: Callable[[str, str, int], None] | None = None
+) -> TaskResult:
+    """Record `cfg.episodes_per_task` successful expert episodes of `task` into `out_dir/<task>/`."""
+    from vla_accel_ros.data.bag_io import BagWriter
+    from vla_accel_ros.sim.metaworld_arm import SimArm
+
+    final = out_dir / task
+    # Built under .partial/ and moved into place when complete: a bag at out_dir/<task> is always whole.
+    partial = out_dir / ".partial" / task
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    result = TaskResult(task=task, bag=task, instruction=TASKS[task])
+    t0 = time.monotonic()
+    max_attempts = cfg.episodes_per_task * MAX_ATTEMPTS_PER_EPISODE
+    arm = SimArm(task, cfg.image_size, cfg.cameras, cfg.max_steps)
+    with arm, BagWriter(partial, cfg.storage) as bag:
+        seed = cfg.seed_start
+        while len(result.seeds) < cfg.episodes_per_task:
+            if seed >= EVAL_SEED_BASE:
+                result.error = f"ran into evaluation seeds ({EVAL_SEED_BASE}) before enough successes"
+                break
+            if len(result.seeds) + len(result.failed_seeds) >= max_attempts:
+                result.error = f"expert failed {len(result.failed_seeds)} of {max_attempts} episodes; gave up"
+                break
+            ep = run_episode(arm, seed, bag.episodes)
+            result.sim_steps += len(ep)
+            if ep.success:
+                bag.write(ep)
+                result.seeds.append(seed)
+                result.frames += len(ep)
+            else:
+                result.failed_seeds.append(seed)
+            if report:
+                report(task, "kept" if ep.success else "failed", len(ep))
+            seed += 1
+    result.seconds = time.monotonic() - t0
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
+    try:
+        partial.parent.rmdir()
+    except OSError:
+        pass  # another task is still writing there
+    return result
+
+
+# -- parallel driver --------------------------------------------------------------------------------
+_QUEUE: Any = None
+
+
+def _init_worker(q: Any) -> None:
+    global _QUEUE
+    _QUEUE = q
+    # Two processes share two cores: llvmpipe's own render threads would only contend.
+    os.environ.setdefault("LP_NUM_THREADS", "1")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _worker(task: str, out_dir: str, cfg: DemoConfig) -> TaskResult:
+    def report(t: str, event: str, steps: int) -> None:
+        _QUEUE.put((t, event, steps))
+
+    try:
+        return generate_task(task, Path(out_dir), cfg, report)
+    except Exception as exc:  # reported per task; the other tasks still finish
+        return TaskResult(task=task, bag=task, instruction=TASKS[task], error=f"{type(exc).__name__}: {exc}")
+
+
+def generate(
+    out_dir: Path,
+    tasks: list[str],
+    cfg: DemoConfig,
+    workers: int = 2,
+    on_event: Callable[[str, str, int], None] | None = None,
+) -> list[TaskResult]:
+    """Generate all tasks, `workers` processes at a time; `on_event(task, "kept"|"failed", steps)`."""
+    cfg.check()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    results: dict[str, TaskResult] = {}
+    with ProcessPoolExecutor(max(1, min(workers, len(tasks))), mp_context=ctx,
+                             initializer=_init_worker, initargs=(events,)) as pool:
+        futures = {pool.submit(_worker, t, str(out_dir), cfg): t for t in tasks}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(events, on_event)
+            for fut in done:
+                results[futures[fut]] = fut.result()
+        _drain(events, on_event)
+    return [results[t] for t in tasks]
+
+
+def _drain(events: Any, on_event: Callable[[str, str, int], None] | None) -> None:
+    while True:
+        try:
+            task, event, steps = events.get_nowait()
+        except queue.Empty:
+            return
+        if on_event:
+            on_event(task, event, steps)
+
+
+def write_manifest(out_dir: Path, results: list[TaskResult], cfg: DemoConfig, seconds: float) -> Path:
+    from vla_accel_ros.data.bag_io import (
+        EPISODE_TOPIC,
+        EXPERT_ACTION_TOPIC,
+        INSTRUCTION_TOPIC,
+        JOINT_STATES_TOPIC,
+        camera_topic,
+    )
+    from vla_accel_ros.sim.metaworld_arm import CAMERAS, CONTROL_HZ, JOINT_NAMES
+
+    manifest = {
+        "format": "vla_accel_ros demonstrations v1",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "storage": cfg.storage,
+        "image_size": cfg.image_size,
+        "cameras": {c: {"metaworld_camera": CAMERAS[c], "topic": camera_topic(c)} for c in cfg.cameras},
+        "topics": {
+            "joint_states": JOINT_STATES_TOPIC, "instruction": INSTRUCTION_TOPIC,
+            "expert_action": EXPERT_ACTION_TOPIC, "episode": EPISODE_TOPIC,
+        },
+        "joint_names": list(JOINT_NAMES),
+        "control_hz": CONTROL_HZ,
+        "max_steps": cfg.max_steps,
+        "seed_start": cfg.seed_start,
+        "eval_seed_base": EVAL_SEED_BASE,
+        "episodes_per_task": cfg.episodes_per_task,
+        "seconds": round(seconds, 1),
+        "total_episodes": sum(len(r.seeds) for r in results),
+        "total_frames": sum(r.frames for r in results),
+        "tasks": {
+            r.task: {
+                **{k: v for k, v in asdict(r).items() if k != "task"},
+                "episodes": len(r.seeds),
+                "expert_success_rate": round(r.expert_success_rate, 4),
+                "seconds": round(r.seconds, 1),
+            }
+            for r in results
+        },
+    }
+    path = out_dir / "manifest.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
