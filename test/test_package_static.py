@@ -41,6 +41,9 @@ DEPENDENCIES = {
     "yaml": ("python3-yaml", "PyYAML"),
     "PIL": ("python3-pil", "pillow"),
     "torch": (None, "torch"),  # not in rosdep: pip only (package.xml says so)
+    "rosgraph_msgs": ("rosgraph_msgs", None),  # /clock of the bag player; comes with ros-rclpy
+    "rosbags": (None, "rosbags"),  # recorder: pip only
+    "foxglove": (None, "foxglove-sdk"),  # Foxglove bridge: pip only
 }
 
 

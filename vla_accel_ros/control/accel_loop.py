@@ -102,10 +102,12 @@ class AccelLoop:
             kw["precision"] = d.precision
         return kw
 
-    def observe(self, executed_action: np.ndarray, filled: list[int] | None = None) -> None:
-        """Feed the action the arm executed this step (and which dims the filter filled)."""
+    def observe(self, executed_action: np.ndarray, filled: list[int] | None = None) -> ProxyValues:
+        """Feed the action the arm executed this step (and which dims the filter filled); returns the
+        proxies the kinematics node would publish for it."""
         self._last = self.proxies.update(executed_action)
         if self.compensator is not None:
             if filled:
                 self.compensator.mark_filled()
             self.compensator.observe(executed_action)
+        return self._last
