@@ -238,7 +238,11 @@ def _card(summary: dict) -> str:
     seeds = ""
     if manifest.is_file():
         info = json.loads(manifest.read_text())
-        seeds = f"- demonstration seeds: {json.dumps(info.get('seeds', info.get('seed_start', '?')))}"
+        per_task = {t: v.get("seeds", []) for t, v in info.get("tasks", {}).items()}
+        spans = {f"{min(v)}-{max(v)}" for v in per_task.values() if v}
+        seeds = (f"- demonstration seeds per task: {', '.join(sorted(spans))} (expert failures dropped); "
+                 f"evaluation uses seeds from {info.get('eval_seed_base', '?')} on (never trained on); "
+                 f"demos made by `{info.get('command', '?')}`")
     lines = [
         "# vla_accel_ros built-in policy",
         "",

@@ -1,0 +1,90 @@
+"""`vla-accel bench`: run the benchmarks (optionally) and assemble docs/BENCHMARKS.md from their output.
+
+Every number in docs/ is written by a command; this one only gathers the tables the
+benchmark commands wrote (each names the command that produced it) under one page with
+the machine description, so nothing is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+from pathlib import Path
+
+HELP = "run the benchmark commands (--run) and assemble docs/BENCHMARKS.md from their tables"
+
+# (section title, markdown written by the command, the command that writes it)
+SECTIONS = [
+    (
+        "Closed-loop success of the built-in policy",
+        "docs/EVAL.md",
+        "vla-accel eval --episodes 50 --markdown docs/EVAL.md",
+    ),
+    ("Control-step latency per stage", "docs/LATENCY.md", "vla-accel bench-latency"),
+    ("DyQ precision ladder", "docs/PRECISION.md", "vla-accel bench-precision"),
+    ("Speculative decoding and KERV", "docs/DECODING.md", "vla-accel bench-decoding"),
+    ("Reliability: fuzz, load, soak", "docs/RELIABILITY.md", "vla-accel fuzz / vla-accel soak"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--run",
+        default="",
+        help="comma-separated commands to run first, e.g. "
+        "'bench-latency,bench-precision' (each with its default arguments)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"))
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"no GPU"
+        if not torch.cuda.is_available()
+        else f"{cpu}, GPU {torch.cuda.get_device_name(0)}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from vla_accel_ros import cli
+
+    for name in filter(None, args.run.split(",")):
+        rc = cli.main([name.strip()])
+        if rc:
+            print(f"{name} failed with exit code {rc}")
+            return rc
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Assembled by `vla-accel bench` on {dt.date.today().isoformat()}. Machine: {machine()}.",
+        "These shared machines vary 20-50 % between runs: compare rows of one table (measured side by "
+        "side in one run), not numbers across tables.",
+        "",
+    ]
+    for title, path, command in SECTIONS:
+        parts.append(f"## {title}\n")
+        p = Path(path)
+        if p.is_file():
+            body = p.read_text().strip()
+            # demote the fragment's own headings below this section's
+            body = "\n".join("##" + line if line.startswith("#") else line for line in body.splitlines())
+            parts.append(body + "\n")
+        else:
+            parts.append(f"Not measured yet: run `{command}`.\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(parts))
+    print(f"wrote {args.out}")
+    return 0
