@@ -235,7 +235,7 @@ def _card(summary: dict) -> str:
     cfg = summary["config"]
     nan = float("nan")
     manifest = Path(cfg["data"]) / "manifest.json"
-    seeds = ""
+    seeds = None
     if manifest.is_file():
         info = json.loads(manifest.read_text())
         per_task = {t: v.get("seeds", []) for t, v in info.get("tasks", {}).items()}
@@ -261,4 +261,4 @@ def _card(summary: dict) -> str:
         f"- command: `{cfg['command']}`",
         "",
     ]
-    return "\n".join(line for line in lines if line)
+    return "\n".join(line for line in lines if line is not None)
