@@ -64,7 +64,7 @@ def load_checkpoint(directory: Path | str | None = None, allow_pickle: bool = Fa
                 "safetensors, or pass allow_pickle=True if you trust its source"
             )
         log.warning("loading pickle-based checkpoint %s (allowed explicitly)", pickled[0])
-        state = torch.load(pickled[0], map_location="cpu", weights_only=False)
+        state = torch.load(pickled[0], map_location="cpu", weights_only=True)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -5,12 +5,13 @@ and publishes it on `vla/accel_config`, stamped with the kinematic state's stamp
 goes through the SafetyGuard; an accepted action is published on `vla/action_safe` (always, for
 monitoring) and on `arm/command` (VlaAction or TwistStamped) unless dry_run. A refused action sends
 nothing to the arm. After the first accepted action, a Watchdog holds the arm (zero motion, gripper
-kept) once per watchdog period while no fresh action arrives, with ERROR on /diagnostics.
+kept) once per watchdog period while no fresh action arrives, with ERROR on /diagnostics: its timer
+restarts on every command, so the first hold comes one watchdog period after the last action. An action
+whose camera image is older than the watchdog period (or stamped in the future) is refused.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -102,10 +103,11 @@ class ControllerNode(Node):
 
     def _on_episode(self, msg: String) -> None:
         try:
-            event = json.loads(msg.data)
-        except json.JSONDecodeError:
+            kind, stamp_ns = convert.episode_event(msg.data)
+        except convert.ConversionError as err:
+            self._health.report(WARN, "bad episode event", str(err))
             return
-        if not isinstance(event, dict) or event.get("event") != "start":
+        if kind != "start":
             return
         # A new episode starts from scratch, as an offline evaluation does: top mode, no history.
         self._precision.reset()
@@ -113,23 +115,30 @@ class ControllerNode(Node):
         self._watchdog.reset()
         self._holding = False
         threshold, why = self._threshold_for(self._params.values, math.nan)  # no motion yet, as offline
-        self._publish_config(
-            self._precision.mode, threshold, f"episode start; {why}", int(event.get("stamp_ns", 0))
-        )
+        self._publish_config(self._precision.mode, threshold, f"episode start; {why}", stamp_ns)
 
     # -- actions ---------------------------------------------------------------------------------------
     def _on_prediction(self, msg: KalmanPrediction) -> None:
-        self._prediction = np.nan_to_num(np.asarray(msg.action, dtype=np.float32)) if msg.valid else None
+        prediction = np.nan_to_num(np.asarray(msg.action, dtype=np.float32)) if msg.valid else None
+        dim = self._params.values.action_dim
+        if prediction is not None and prediction.shape != (dim,):
+            self._health.report(
+                WARN, "bad Kalman prediction", f"{prediction.size} values, actions have {dim}"
+            )
+            prediction = None
+        self._prediction = prediction
 
     def _on_action(self, msg: VlaAction) -> None:
         p = self._params.values
         now_ns = self.get_clock().now().nanoseconds
         now_s = now_ns * 1e-9
         self._counts["actions"] += 1
-        verdict = self._guard.check(np.asarray(msg.action, dtype=np.float64))
-        if not verdict.ok or verdict.action is None:
+        stale = self._image_age_problem(p, now_ns, convert.stamp_to_ns(msg.image_stamp))
+        # The guard is not asked about a stale action: an accepted check moves its gripper memory.
+        verdict = None if stale else self._guard.check(np.asarray(msg.action, dtype=np.float64))
+        if verdict is None or not verdict.ok or verdict.action is None:
             self._counts["refused"] += 1
-            self._health.report(WARN, "action refused", verdict.reason)
+            self._health.report(WARN, "action refused", stale or (verdict.reason if verdict else ""))
             self._publish_markers(None, msg, "refused", now_ns)
             return
         if now_s - self._last_command_s < 1.0 / p.max_rate_hz:
@@ -138,6 +147,7 @@ class ControllerNode(Node):
             return
         self._last_command_s = now_s
         self._watchdog.kick(now_s)
+        self._watchdog_timer.reset()  # checks fall at T/4, T/2, ... after this action: the first hold at T
         if self._holding:
             self._holding = False
             self.get_logger().info("actions are back: holding ended")
@@ -158,6 +168,17 @@ class ControllerNode(Node):
             **self._counts,
         )
         self._publish_markers(verdict.action, msg, "dry run" if p.dry_run else "live", now_ns)
+
+    @staticmethod
+    def _image_age_problem(p: ControllerParams, now_ns: int, image_stamp_ns: int) -> str | None:
+        """An action is as old as its camera image: older than the watchdog period it is not fresh (e.g. one
+        delivered late by a link that came back), and an image from the future means a broken clock."""
+        age_s = (now_ns - image_stamp_ns) * 1e-9
+        if age_s > p.watchdog_timeout_s:
+            return f"hold: its image is {age_s:.3f} s old (watchdog_timeout_s {p.watchdog_timeout_s:g})"
+        if age_s < -p.watchdog_timeout_s:
+            return f"hold: its image is stamped {-age_s:.3f} s in the future"
+        return None
 
     def _command(self, action: np.ndarray, safe: VlaAction, now_ns: int) -> None:
         p = self._params.values

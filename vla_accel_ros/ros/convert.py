@@ -7,7 +7,9 @@ Every check that decides whether a message may be acted on lives here, so nodes 
 from __future__ import annotations
 
 import io
+import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,11 @@ from std_msgs.msg import Header
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, VlaAction
 
 IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+# Largest decoded compressed image (pixels): far above any camera, far below what exhausts memory.
+MAX_DECODED_PIXELS = 8192 * 8192
+# No joint of any arm is this far from zero (rad or m): such a value is a broken driver, not a pose.
+MAX_ABS_JOINT_POSITION = 1e4
+MAX_STAMP_NS = (2**31 - 1) * 1_000_000_000  # builtin_interfaces/Time.sec is an int32
 
 
 class ConversionError(ValueError):
@@ -41,6 +48,33 @@ def ns_to_stamp(ns: int) -> Time:
 
 def header(stamp_ns: int, frame_id: str = "") -> Header:
     return Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
+
+
+def stamp_problem(stamp_ns: int, now_ns: int, last_ns: int | None, tolerance_s: float) -> str | None:
+    """Why a sensor stamp must not be used (None if it may): it goes back from the last accepted one, or
+    lies more than `tolerance_s` ahead of the node's clock (one such stamp would make every later, correct
+    one look like it goes back, and would never go stale)."""
+    if last_ns is not None and stamp_ns < last_ns:
+        return f"stamp goes back by {(last_ns - stamp_ns) * 1e-9:.3f} s"
+    ahead_s = (stamp_ns - now_ns) * 1e-9
+    if ahead_s > tolerance_s:
+        return f"stamp is {ahead_s:.3f} s in the future (clock skew above {tolerance_s:g} s?)"
+    return None
+
+
+def episode_event(text: str) -> tuple[str | None, int]:
+    """sim/episode JSON -> (event, stamp_ns); ConversionError for anything but an object with a sane stamp."""
+    try:
+        event = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ConversionError(f"episode event is not JSON: {err}") from err
+    if not isinstance(event, dict):
+        raise ConversionError(f"episode event is not a JSON object: {type(event).__name__}")
+    stamp = event.get("stamp_ns", 0)
+    if isinstance(stamp, bool) or not isinstance(stamp, int) or not 0 <= stamp <= MAX_STAMP_NS:
+        raise ConversionError(f"episode event stamp_ns {str(stamp)[:40]!r} is not a valid stamp")
+    kind = event.get("event")
+    return (kind if isinstance(kind, str) else None), stamp
 
 
 # --- images -----------------------------------------------------------------------------------------
@@ -90,11 +124,17 @@ def compressed_to_numpy(msg: CompressedImage) -> np.ndarray:
 
     if len(msg.data) == 0:
         raise ConversionError("empty compressed image")
+    bomb = (PilImage.DecompressionBombError, PilImage.DecompressionBombWarning)
     try:
-        with PilImage.open(io.BytesIO(bytes(msg.data))) as img:
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ConversionError(f"cannot decode compressed image (format {msg.format!r}): {err}") from err
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PilImage.DecompressionBombWarning)
+            with PilImage.open(io.BytesIO(bytes(msg.data))) as img:
+                w, h = img.size
+                rgb = None if w * h > MAX_DECODED_PIXELS else np.array(img.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, *bomb) as err:
+        raise ConversionError(f"cannot decode compressed image (format {msg.format[:40]!r}): {err}") from err
+    if rgb is None:
+        raise ConversionError(f"compressed image declares {w} x {h} pixels, over {MAX_DECODED_PIXELS}")
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ConversionError(f"decoded image has shape {rgb.shape}")
     return rgb
@@ -125,6 +165,12 @@ def joint_state_to_arrays(
     if not np.isfinite(positions).all():
         bad = [names[i] if names else str(i) for i in np.flatnonzero(~np.isfinite(positions))]
         raise ConversionError(f"joint state position is NaN or inf for {', '.join(bad)}")
+    if (np.abs(positions) > MAX_ABS_JOINT_POSITION).any():
+        i = int(np.argmax(np.abs(positions)))
+        raise ConversionError(
+            f"joint state position {positions[i]:.3g} of {names[i] if names else i} is not physical "
+            f"(|q| > {MAX_ABS_JOINT_POSITION:g})"
+        )
     if expected_names is not None:
         if positions.size != len(expected_names):
             raise ConversionError(

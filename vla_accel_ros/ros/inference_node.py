@@ -11,8 +11,10 @@ node stays up). Inference runs on one worker thread, one call in flight:
   call is running is queued (one, latest inputs win).
 
 A step publishes nothing, with a WARN on /diagnostics naming the reason, when the model is not ready or
-the instruction, an image or the joint state is missing, stale or invalid. An unknown precision or
-decoding in the AccelConfig falls back to the defaults and is flagged in the VlaAction.
+the instruction, an image or the joint state is missing, stale or invalid; an image or joint state whose
+stamp goes back, or lies ahead of the node's clock by more than its max age, is dropped. An unknown
+precision or decoding in the AccelConfig falls back to the defaults, and any fallback (the runtime's
+included) is flagged in the VlaAction and reported as a WARN.
 """
 
 from __future__ import annotations
@@ -69,9 +71,9 @@ def load_policy(p: InferenceParams) -> tuple[PolicyLike, Callable[..., Any]]:
     model_path, device = p.model_path, p.device
     path = None if model_path in ("", "builtin") else Path(model_path)
     if device == "auto":
-        return Policy.load(path), PolicyInput
+        return Policy.load(path, allow_pickle=p.allow_pickle), PolicyInput
     try:
-        return Policy.load(path, device=device), PolicyInput
+        return Policy.load(path, allow_pickle=p.allow_pickle, device=device), PolicyInput
     except TypeError as err:
         raise RuntimeError(f"the policy runtime cannot choose a device ({err}); use device 'auto'") from err
 
@@ -164,7 +166,15 @@ class InferenceNode(Node):
         self._policy_input: Callable[..., Any] | None = None
         self._load_error: str | None = None
         self._rate = RateMeter()
-        self._counts = {"actions": 0, "dropped_frames": 0, "skipped_steps": 0, "unsynced_steps": 0}
+        self._counts = {
+            "actions": 0,
+            "dropped_frames": 0,
+            "skipped_steps": 0,
+            "unsynced_steps": 0,
+            "received_frames": 0,
+            "received_joint_states": 0,
+            "fallbacks": 0,
+        }
 
         self._action_pub = self.create_publisher(VlaAction, "vla/action_raw", vla_qos())
         for name, topic in zip(p.camera_names, p.camera_topics, strict=True):
@@ -222,6 +232,7 @@ class InferenceNode(Node):
 
     # -- callbacks: validate, store, maybe forward a trigger -------------------------------------------
     def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
+        self._counts["received_frames"] += 1
         try:
             if isinstance(msg, CompressedImage):
                 image = convert.compressed_to_numpy(msg)
@@ -231,18 +242,37 @@ class InferenceNode(Node):
             self._counts["dropped_frames"] += 1
             self._health.report(WARN, f"bad image from {camera}", str(err))
             return
+        stamp_ns = convert.stamp_to_ns(msg.header.stamp)
         with self._lock:
-            self._images[camera] = Stamped(image, convert.stamp_to_ns(msg.header.stamp))
+            last = self._images.get(camera)
+            problem = convert.stamp_problem(
+                stamp_ns,
+                self.get_clock().now().nanoseconds,
+                last.stamp_ns if last is not None else None,
+                self._params.values.max_image_age_s,
+            )
+            if problem is None:
+                self._images[camera] = Stamped(image, stamp_ns)
+        if problem is not None:
+            self._counts["dropped_frames"] += 1
+            self._health.report(WARN, f"bad image from {camera}", problem)
+            return
         self._maybe_trigger()
 
     def _on_joint_state(self, msg: JointState) -> None:
+        self._counts["received_joint_states"] += 1
         stamp_ns = convert.stamp_to_ns(msg.header.stamp)
         try:
             _, positions = convert.joint_state_to_arrays(msg)
-            if self._joints is not None and stamp_ns < self._joints.stamp_ns:
-                raise convert.ConversionError(
-                    f"stamp goes back by {(self._joints.stamp_ns - stamp_ns) * 1e-9:.3f} s"
-                )
+            last = self._joints
+            problem = convert.stamp_problem(
+                stamp_ns,
+                self.get_clock().now().nanoseconds,
+                last.stamp_ns if last is not None else None,
+                self._params.values.max_state_age_s,
+            )
+            if problem is not None:
+                raise convert.ConversionError(problem)
         except convert.ConversionError as err:
             self._health.report(WARN, "bad joint state", str(err))
             return
@@ -320,6 +350,9 @@ class InferenceNode(Node):
         self._action_pub.publish(msg)
         self._rate.tick()
         self._counts["actions"] += 1
+        if msg.fallback:
+            self._counts["fallbacks"] += 1
+            self._health.report(WARN, "fallback", msg.fallback_reason)
         self._health.set_values(
             action_rate_hz=self._rate.rate(),
             last_latency_ms=msg.total_ms,

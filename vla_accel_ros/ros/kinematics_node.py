@@ -11,7 +11,6 @@ fill reported in an executed action starts the compensator's cool-down, as offli
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -48,6 +47,7 @@ class KinematicsNode(Node):
         self._episode_start_ns = 0  # executed actions stamped before the current episode are ignored
         self._rate = RateMeter()
         self._dropped_joint_states = 0
+        self._received_joint_states = 0
 
         self._state_pub = self.create_publisher(KinematicState, "vla/kinematics", vla_qos())
         self._prediction_pub = self.create_publisher(KalmanPrediction, "vla/kalman_prediction", vla_qos())
@@ -59,11 +59,16 @@ class KinematicsNode(Node):
 
     # -- callbacks -------------------------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
+        self._received_joint_states += 1
+        stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        now_ns = self.get_clock().now().nanoseconds
+        ahead = convert.stamp_problem(stamp_ns, now_ns, None, self._params.values.joint_max_gap_s)
+        if ahead is not None:  # it would make every later joint state look like it goes back
+            self._drop_joint_state("bad joint state", ahead)
+            return
         try:
             names, positions = convert.joint_state_to_arrays(msg, self._joint_names)
-            velocity, acceleration, jerk = self._joints.update(
-                convert.stamp_to_ns(msg.header.stamp) * 1e-9, positions
-            )
+            velocity, acceleration, jerk = self._joints.update(stamp_ns * 1e-9, positions)
         except NonIncreasingStampError as err:
             self._drop_joint_state("joint state stamp not increasing", str(err))
             return
@@ -100,18 +105,25 @@ class KinematicsNode(Node):
             fluctuation=values.fluctuation,
             kalman_samples=self._compensator.kalman.samples,
             dropped_joint_states=self._dropped_joint_states,
+            received_joint_states=self._received_joint_states,
         )
 
     def _on_episode(self, msg: String) -> None:
         try:
-            event = json.loads(msg.data)
-        except json.JSONDecodeError as err:
+            kind, stamp_ns = convert.episode_event(msg.data)
+            # A start stamped in the future would make every executed action look like the old episode's.
+            ahead = convert.stamp_problem(
+                stamp_ns, self.get_clock().now().nanoseconds, None, self._params.values.joint_max_gap_s
+            )
+            if ahead is not None and kind == "start":
+                raise convert.ConversionError(f"episode start {ahead}")
+        except convert.ConversionError as err:
             self._health.report(WARN, "bad episode event", str(err))
             return
-        if not isinstance(event, dict) or event.get("event") != "start":
+        if kind != "start":
             return
-        self._reset(f"episode {event.get('episode')} started")
-        self._episode_start_ns = int(event.get("stamp_ns", 0))
+        self._reset("episode started")
+        self._episode_start_ns = stamp_ns
         if self._compensator is not None:
             # The first step of an episode has no prediction: say so with the episode's stamp.
             self._publish_prediction(self._episode_start_ns)

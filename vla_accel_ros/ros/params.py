@@ -238,6 +238,12 @@ class InferenceParams(NodeParams):
     model_path: str = param(
         "builtin", "Checkpoint directory, or 'builtin' for the packaged model.", read_only=True
     )
+    allow_pickle: bool = param(
+        False,
+        "Allow a pickle-based checkpoint (.bin/.pt/.pth/.pkl/.ckpt), which can run code when loaded; only "
+        "for a checkpoint from a trusted source (safetensors needs no such trust).",
+        read_only=True,
+    )
     device: str = param(
         "auto",
         "Torch device for the policy ('auto': the policy's own choice).",

@@ -145,6 +145,11 @@ class SimArmNode(Node):
                 WARN, "bad command", f"{action.size} values, the arm takes {self._arm.action_dim}"
             )
             return
+        if image_stamp_ns < 0 or image_stamp_ns > self._obs_stamp_ns:
+            self._health.report(
+                WARN, "bad command", f"image_stamp {image_stamp_ns} is no observation of this arm (yet)"
+            )
+            return
         if not self._params.values.lockstep:
             self._latest = (action, msg)
             return

@@ -1,0 +1,212 @@
+"""Load and soak bookkeeping: resident memory of processes, latency per time window, message counts, and
+the reports (JSON + markdown) of `vla-accel soak`.
+
+ROS-free: the driver (vla_accel_ros.commands.soak) feeds samples in; this module fits the trends and says
+whether memory is flat and latency does not grow. Memory slopes are least-squares fits after a warm-up
+share of the run, in MB per hour of *simulated* operation (the soak runs sim time faster than wall time;
+leaks scale with the messages and steps processed, which follow sim time).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of a process in MB (None once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def slope_per_hour(t_s: list[float], y: list[float]) -> float:
+    """Least-squares slope of y against t (seconds), per hour; NaN with fewer than 3 points."""
+    if len(t_s) < 3 or max(t_s) - min(t_s) <= 0:
+        return math.nan
+    a = np.polyfit(np.asarray(t_s, dtype=float), np.asarray(y, dtype=float), 1)[0]
+    return float(a * 3600.0)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0, "p50": math.nan, "p95": math.nan, "max": math.nan}
+    v = np.asarray(values, dtype=float)
+    return {
+        "n": int(v.size),
+        "p50": float(np.percentile(v, 50)),
+        "p95": float(np.percentile(v, 95)),
+        "max": float(v.max()),
+    }
+
+
+@dataclass
+class Counts:
+    """Messages one subscriber should have had and what it says it got (from its /diagnostics values)."""
+
+    node: str
+    topic: str
+    published: int
+    received: int
+
+    @property
+    def dropped(self) -> int:
+        return max(0, self.published - self.received)
+
+    @property
+    def drop_rate(self) -> float:
+        return self.dropped / self.published if self.published else math.nan
+
+
+@dataclass
+class Endpoint:
+    node: str
+    topic: str
+    kind: str  # "publisher" or "subscription"
+    history: str
+    depth: int
+    reliability: str
+
+
+@dataclass
+class RunReport:
+    """One load or soak run."""
+
+    kind: str  # "load" (real time) or "soak" (sim time faster than wall time)
+    settings: dict[str, Any]
+    wall_s: float = 0.0
+    sim_s: float = 0.0
+    published: dict[str, int] = field(default_factory=dict)
+    achieved_hz: dict[str, float] = field(default_factory=dict)  # in the run's own time (sim for a soak)
+    counts: list[Counts] = field(default_factory=list)
+    endpoints: list[Endpoint] = field(default_factory=list)
+    commands: int = 0
+    holds: int = 0
+    control_hz: float = math.nan  # arm commands (not holds) per second of the run's own time
+    rss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node -> [(sim or wall s, MB)]
+    latency_windows: list[dict[str, float]] = field(
+        default_factory=list
+    )  # camera frame -> arm command, wall ms
+    notes: list[str] = field(default_factory=list)
+    warmup_share: float = 0.2
+
+    # -- trends ------------------------------------------------------------------------------------------
+    def memory(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for node, samples in self.rss.items():
+            if not samples:
+                continue
+            cut = samples[int(len(samples) * self.warmup_share) :]
+            t, mb = [s[0] for s in cut], [s[1] for s in cut]
+            out[node] = {
+                "start_mb": samples[0][1],
+                "after_warmup_mb": cut[0][1] if cut else math.nan,
+                "end_mb": samples[-1][1],
+                "max_mb": max(s[1] for s in samples),
+                "slope_mb_per_hour": slope_per_hour(t, mb),
+            }
+        return out
+
+    def latency_trend(self) -> dict[str, float]:
+        w = [x for x in self.latency_windows if x.get("n", 0) > 0]
+        if len(w) < 2:
+            return {"p50_first_ms": math.nan, "p50_last_ms": math.nan, "p50_slope_ms_per_hour": math.nan}
+        return {
+            "p50_first_ms": w[0]["p50"],
+            "p50_last_ms": w[-1]["p50"],
+            "p50_slope_ms_per_hour": slope_per_hour([x["t_end_s"] for x in w], [x["p50"] for x in w]),
+        }
+
+    def bounded_queues(self, max_depth: int = 1000) -> bool:
+        """Every endpoint keeps the last N (never KEEP_ALL); rclpy's own /parameter_events keeps 1000."""
+        return bool(self.endpoints) and all(
+            e.history == "KEEP_LAST" and 0 < e.depth <= max_depth for e in self.endpoints
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["counts"] = [{**asdict(c), "dropped": c.dropped, "drop_rate": c.drop_rate} for c in self.counts]
+        data["memory"] = self.memory()
+        data["latency_trend"] = self.latency_trend()
+        data["bounded_queues"] = self.bounded_queues()
+        return data
+
+    # -- text --------------------------------------------------------------------------------------------
+    def markdown(self) -> str:
+        unit = "simulated" if self.kind == "soak" else "wall"
+        lines = [
+            f"- duration: {self.sim_s / 60:.1f} min of {unit} time"
+            + (f" in {self.wall_s / 60:.1f} min of wall time" if self.kind == "soak" else ""),
+            "- published: "
+            + ", ".join(
+                f"{k} {v} ({self.achieved_hz.get(k, math.nan):.1f} Hz)" for k, v in self.published.items()
+            ),
+            f"- control rate: **{self.control_hz:.2f} Hz** of arm commands "
+            f"(configured {self.settings.get('control_hz')} Hz); {self.holds} watchdog holds",
+            f"- queues bounded (every publisher and subscription of the three nodes KEEP_LAST): "
+            f"**{self.bounded_queues()}**",
+        ]
+        graph = [e for e in self.endpoints if e.topic not in ("/rosout", "/parameter_events")]
+        if graph:
+            lines.append("")
+            lines.append("| node | topic | endpoint | history | depth | reliability |")
+            lines.append("|---|---|---|---|---:|---|")
+            lines += [
+                f"| {e.node} | {e.topic} | {e.kind} | {e.history} | {e.depth} | {e.reliability} |"
+                for e in graph
+            ]
+        lines.append("")
+        lines.append("| subscriber | topic | published | received | dropped | drop rate |")
+        lines.append("|---|---|---:|---:|---:|---:|")
+        for c in self.counts:
+            lines.append(
+                f"| {c.node} | {c.topic} | {c.published} | {c.received} | {c.dropped} "
+                f"| {100 * c.drop_rate:.2f} % |"
+            )
+        lines.append("")
+        soak = self.kind == "soak"  # a slope over a short load run would mean nothing
+        lines.append(
+            "| process | RSS start MB | after warm-up | end | max |"
+            + (f" slope (MB per {unit} hour) |" if soak else "")
+        )
+        lines.append("|---|---:|---:|---:|---:|" + ("---:|" if soak else ""))
+        for node, m in self.memory().items():
+            lines.append(
+                f"| {node} | {m['start_mb']:.1f} | {m['after_warmup_mb']:.1f} | {m['end_mb']:.1f} | "
+                f"{m['max_mb']:.1f} |" + (f" {m['slope_mb_per_hour']:+.2f} |" if soak else "")
+            )
+        if not soak:
+            every = percentiles([w["p50"] for w in self.latency_windows if w.get("n", 0)])
+            lines.append("")
+            lines.append(
+                f"Latency (camera frame published -> arm command received): median of the per-second p50s "
+                f"{every['p50']:.1f} ms, worst per-second p95 "
+                f"{max((w['p95'] for w in self.latency_windows if w.get('n', 0)), default=math.nan):.1f} ms."
+            )
+        elif self.latency_windows:
+            lines.append("")
+            lines.append(f"| window end ({unit} min) | frames | p50 ms | p95 ms | max ms |")
+            lines.append("|---:|---:|---:|---:|---:|")
+            for w in self.latency_windows:
+                lines.append(
+                    f"| {w['t_end_s'] / 60:.1f} | {w['n']} | {w['p50']:.1f} | {w['p95']:.1f} "
+                    f"| {w['max']:.1f} |"
+                )
+            trend = self.latency_trend()
+            lines.append("")
+            lines.append(
+                f"Latency (camera frame published -> arm command received, wall clock): p50 "
+                f"{trend['p50_first_ms']:.1f} ms in the first window, {trend['p50_last_ms']:.1f} ms in the "
+                "last; "
+                f"fitted trend {trend['p50_slope_ms_per_hour']:+.2f} ms per {unit} hour."
+            )
+        lines += [f"- note: {n}" for n in self.notes]
+        return "\n".join(lines)
