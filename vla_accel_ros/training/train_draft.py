@@ -65,6 +65,7 @@ class Traces:
     feats: torch.Tensor  # (N, A, D): f_{i-1} for token i (f_{-1} = hidden at the last prefix position)
     tokens: torch.Tensor  # (N, A) greedy action ids
     logits: torch.Tensor  # (N, A-1, n_bins): target logits for token i+1, read at token i
+    prefix: torch.Tensor | None = None  # (N, L, D) bf16: target hidden states over the prefix
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -72,15 +73,23 @@ class Traces:
 
 @torch.no_grad()
 def collect_traces(
-    model: VlaModel, batches: _Batches, idx: np.ndarray, batch_size: int = 256, progress: bool = False
+    model: VlaModel,
+    batches: _Batches,
+    idx: np.ndarray,
+    batch_size: int = 256,
+    progress: bool = False,
+    prefix: bool = True,
 ) -> Traces:
+    """The target's greedy decoding of frames idx (prefix states kept in bf16: 45 x D per frame)."""
     a = model.config.action_dim
     first = model.action_first_id
-    feats, tokens, logits = [], [], []
+    feats, tokens, logits, prefixes = [], [], [], []
     rng = np.random.default_rng(0)
     for s in tqdm(range(0, len(idx), batch_size), desc="target traces", disable=not progress):
         images, state, prompt, _ = batches.get(idx[s : s + batch_size], 0, rng)
         step = model.prefill(images, state, prompt)
+        if prefix:
+            prefixes.append(step.hidden.to(torch.bfloat16))
         f, tok, lg = [step.hidden[:, -1]], [action_argmax(step.logits[:, -1], first)], []
         for _ in range(a - 1):
             step = model.extend(step.cache, tok[-1].unsqueeze(1))
@@ -90,7 +99,9 @@ def collect_traces(
         feats.append(torch.stack(f[:a], 1))
         tokens.append(torch.stack(tok, 1))
         logits.append(torch.stack(lg, 1))
-    return Traces(torch.cat(feats), torch.cat(tokens), torch.cat(logits))
+    return Traces(
+        torch.cat(feats), torch.cat(tokens), torch.cat(logits), torch.cat(prefixes) if prefix else None
+    )
 
 
 def draft_positions(action_dim: int) -> int:
@@ -108,17 +119,19 @@ def draft_loss(
     reg_weight: float = 1.0,
     cls_weight: float = 0.1,
     rollout: bool = True,
+    prefix: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss over positions 0..P-1 of a batch of traces (P = A-2) and the top-1 agreement with the target."""
     p = draft_positions(tokens.shape[1])
     f_in, f_true, tok, t_logits = feats[:, :p], feats[:, 1 : p + 1], tokens[:, :p], logits[:, :p]
     t_prob = F.softmax(t_logits, -1)
-    runs = [draft(f_in, tok)]  # teacher-forced
+    prefix = None if prefix is None else prefix.float()
+    runs = [draft(f_in, tok, prefix)]  # teacher-forced
     if rollout and p > 1:
         seq = f_in[:, :1]
         outs = []
         for i in range(p):
-            h = draft(seq, tok[:, : i + 1])[:, -1:]
+            h = draft(seq, tok[:, : i + 1], prefix)[:, -1:]
             outs.append(h)
             seq = torch.cat([seq, h], 1)
         runs.append(torch.cat(outs, 1))
@@ -190,12 +203,12 @@ def train_draft(cfg: DraftTrainConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     if cfg.max_frames and len(train_idx) > cfg.max_frames:
         train_idx = np.sort(rng.choice(train_idx, cfg.max_frames, replace=False))
-    t0 = time.perf_counter()
-    traces = collect_traces(target, batches, train_idx, progress=cfg.progress)
-    val_traces = collect_traces(target, batches, val_idx) if len(val_idx) else None
-    trace_s = time.perf_counter() - t0
-
     draft = EagleDraft(DraftConfig.for_target(target, **cfg.draft), target)
+    use_prefix = draft.config.attend_prefix
+    t0 = time.perf_counter()
+    traces = collect_traces(target, batches, train_idx, progress=cfg.progress, prefix=use_prefix)
+    val_traces = collect_traces(target, batches, val_idx, prefix=use_prefix) if len(val_idx) else None
+    trace_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in draft.parameters())
     opt = torch.optim.AdamW(draft.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = max(1, len(traces) // cfg.batch_size)
@@ -222,6 +235,7 @@ def train_draft(cfg: DraftTrainConfig) -> dict:
             cfg.reg_weight,
             cfg.cls_weight,
             cfg.rollout,
+            None if traces.prefix is None else traces.prefix[b],
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -245,7 +259,9 @@ def train_draft(cfg: DraftTrainConfig) -> dict:
     report: dict = {}
     if val_traces is not None:
         with torch.no_grad():
-            _, val_stats = draft_loss(draft, val_traces.feats, val_traces.tokens, val_traces.logits)
+            _, val_stats = draft_loss(
+                draft, val_traces.feats, val_traces.tokens, val_traces.logits, prefix=val_traces.prefix
+            )
         report["held_out_top1"] = {k: v for k, v in val_stats.items() if k.endswith("top1")}
         pick = np.sort(np.random.default_rng(1).choice(val_idx, min(cfg.eval_frames, len(val_idx)), False))
         report["held_out_acceptance"] = acceptance_report(target, batches, pick, draft)

@@ -1,0 +1,524 @@
+"""`vla-accel bench-decoding`: autoregressive, strict speculative, Spec-VLA and KERV decoding side by side.
+
+Open loop: the held-out demonstration episodes (the target's validation episodes) are replayed in order;
+every method decodes every frame, methods rotating within a frame so load drifts hit them alike, and each
+method's AccelLoop (the graph's kinematics + controller logic) sees the recorded executed actions and its
+own fills. Closed loop (--closed-loop): every method runs the same held-out seeds in the simulator.
+Writes docs/results/decoding.json and the results block of docs/DECODING.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import platform
+import shlex
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+HELP = "benchmark AR / strict SD / Spec-VLA / KERV (+DyQ) decoding side by side (docs/DECODING.md)"
+DEFAULT_METHODS = "ar,spec,specvla,kerv,kerv-verify,kerv-loosen,ar-bf16,kerv+dyq"
+BEGIN, END = "<!-- bench-decoding:begin -->", "<!-- bench-decoding:end -->"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default="runs/builtin", help="checkpoint with a draft/ folder")
+    parser.add_argument("--data", type=Path, default=Path("data/demos"), help="demonstration bags")
+    parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated rows")
+    parser.add_argument("--frames", type=int, default=600, help="held-out frames replayed (open loop)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed frames first")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--closed-loop", action="store_true", help="also closed-loop success on held-out seeds"
+    )
+    parser.add_argument("--episodes", type=int, default=10, help="closed-loop episodes per task")
+    parser.add_argument("--closed-loop-methods", default="", help="rows run in closed loop (default: all)")
+    parser.add_argument("--tasks", default="all")
+    parser.add_argument("--max-steps", type=int, default=200)
+    parser.add_argument("--json", type=Path, default=Path("docs/results/decoding.json"))
+    parser.add_argument("--markdown", type=Path, default=Path("docs/DECODING.md"))
+    parser.add_argument("--no-progress", action="store_true")
+
+
+# -- the methods ---------------------------------------------------------------------------------------
+class Controlled:
+    """A policy whose act() keywords come from an AccelLoop; doubles as run_episode's StepController.
+
+    Before each step it feeds the loop the actions executed since the last call, each with the fill the
+    policy reported for it, exactly as the kinematics node does with `VlaAction.kalman_filled`.
+    """
+
+    def __init__(self, name: str, policy, loop, decoding: str | None = None) -> None:
+        self.name, self.policy, self.loop, self.decoding = name, policy, loop, decoding
+        self.results: list = []
+        self._seen = 0
+        self._pending: list[int] | None = None
+
+    @property
+    def cameras(self) -> list[str]:
+        return self.policy.cameras
+
+    def __call__(self, executed: list[np.ndarray]) -> dict:
+        if not executed or len(executed) < self._seen:
+            self.loop.reset()
+            self._seen, self._pending = 0, None
+        for action in executed[self._seen :]:
+            self.loop.observe(np.asarray(action, dtype=np.float64), self._pending)
+            self._pending = None
+        self._seen = len(executed)
+        kw = self.loop.act_kwargs()
+        if self.decoding:
+            kw["decoding"] = self.decoding
+        return kw
+
+    def act(self, inp, **kw):
+        result = self.policy.act(inp, **kw)
+        self._pending = list(result.kalman_filled)
+        self.results.append(result)
+        return result
+
+
+def _bf16_policy(checkpoint: str):
+    import torch
+
+    from vla_accel_ros.policy.runtime import Policy
+
+    class Bf16Policy(Policy):
+        """Weights and activations in bf16 (the baseline DyQ-VLA's speed-ups are quoted against)."""
+
+        def preprocess(self, inp):
+            images, state, prompt = super().preprocess(inp)
+            return {k: v.bfloat16() for k, v in images.items()}, state.bfloat16(), prompt
+
+    policy = Policy.load(checkpoint)
+    return Bf16Policy(policy.model.to(torch.bfloat16))
+
+
+def _dyq_policy(checkpoint: str):
+    from vla_accel_ros.decoding.draft import DRAFT_DIR, load_draft
+    from vla_accel_ros.policy.runtime import Policy
+    from vla_accel_ros.quant import quantize_model
+
+    policy = Policy.load(checkpoint)
+    policy.enable_ladder(quantize_model(policy.model))
+    policy.attach_draft(load_draft(Path(checkpoint) / DRAFT_DIR, policy.model))
+    return policy
+
+
+def build_methods(names: list[str], checkpoint: str, params: dict, notes: list[str]) -> list[Controlled]:
+    from vla_accel_ros.decoding.speculative import speculative_decoders
+    from vla_accel_ros.evaluation.methods import build_loop
+    from vla_accel_ros.policy.runtime import Policy
+
+    policy = Policy.load(checkpoint)
+    if policy.draft is None:
+        raise SystemExit(f"{checkpoint}: {policy.draft_error}; run `vla-accel train-draft` first")
+    policy.decoders["kerv-verify"] = speculative_decoders(
+        policy.model, policy.actions, policy.draft, masked="verify"
+    )["kerv"]
+    a = policy.action_dim
+    rows = []
+    for name in names:
+        try:
+            if name == "ar-bf16":
+                bf16 = _bf16_policy(checkpoint)
+                rows.append(Controlled(name, bf16, build_loop("ar", a, bf16.precisions, params)))
+            elif name == "kerv+dyq":
+                dyq = _dyq_policy(checkpoint)
+                rows.append(Controlled(name, dyq, build_loop(name, a, dyq.precisions, params)))
+            elif name == "kerv-verify":
+                rows.append(Controlled(name, policy, build_loop("kerv", a, policy.precisions, params), name))
+            else:
+                rows.append(Controlled(name, policy, build_loop(name, a, policy.precisions, params)))
+        except (ImportError, ValueError, RuntimeError) as err:
+            notes.append(f"row '{name}' left out: {type(err).__name__}: {err}")
+    return rows
+
+
+def settings(data: Path, notes: list[str]) -> dict:
+    """Node parameters as the graph loads them; the calibration from the demos if none was written."""
+    from vla_accel_ros.evaluation.methods import load_settings
+
+    params = load_settings()
+    if "mu95" not in params.get("kinematics_node", {}):
+        from vla_accel_ros.data.bag_io import read_episodes
+        from vla_accel_ros.kinematics.calibration import calibrate
+        from vla_accel_ros.kinematics.config_io import calibration_to_params
+        from vla_accel_ros.training.dataset import bag_dirs
+
+        actions = [e.actions for d in bag_dirs(data) for e in read_episodes(d)]
+        cal = calibration_to_params(calibrate(actions, source=str(data)))
+        for node, values in cal.items():
+            params.setdefault(node, {}).update(values["ros__parameters"])
+        notes.append("config/calibration.yaml missing: calibrated in-process from the demonstrations")
+    return params
+
+
+# -- open loop -----------------------------------------------------------------------------------------
+def held_out_episodes(policy, data: Path, max_frames: int) -> list[tuple[str, list]]:
+    """(instruction, [(images, joints, executed action), ...]) of the target's validation episodes."""
+    from vla_accel_ros.training.dataset import load_frames
+    from vla_accel_ros.training.train import _split
+
+    frames = load_frames(data, policy.cameras)
+    _, val = _split(frames, 2)
+    episodes, total = [], 0
+    for e in np.unique(frames.episode_index[val]):
+        idx = val[frames.episode_index[val] == e]
+        steps = [
+            ({c: frames.images[c][i] for c in policy.cameras}, frames.joints[i], frames.actions[i])
+            for i in idx
+        ]
+        episodes.append((frames.instructions[idx[0]], steps))
+        total += len(steps)
+    # Whole episodes (the filters need each episode's history), alternating tasks, until max_frames.
+    order = sorted(range(len(episodes)), key=lambda i: (i % 2, i))
+    chosen, n = [], 0
+    for ep in (episodes[i] for i in order):
+        if n >= max_frames:
+            break
+        chosen.append(ep)
+        n += len(ep[1])
+    return chosen
+
+
+def replay(rows: list[Controlled], episodes: list, warmup: int, progress: bool) -> dict[str, list[dict]]:
+    from tqdm import tqdm
+
+    from vla_accel_ros.policy.runtime import PolicyInput
+
+    out: dict[str, list[dict]] = {r.name: [] for r in rows}
+    total = sum(len(s) for _, s in episodes)
+    bar = tqdm(total=total, desc="open loop", unit="frame", disable=not progress)
+    k = 0
+    for instruction, steps in episodes:
+        executed: list[np.ndarray] = []
+        for images, joints, action in steps:
+            inp = PolicyInput(images, joints, instruction)
+            for j in range(len(rows)):
+                row = rows[(j + k) % len(rows)]
+                kw = row(executed)
+                t0 = time.perf_counter()
+                res = row.act(inp, **kw)
+                ms = (time.perf_counter() - t0) * 1e3
+                if k >= warmup:
+                    out[row.name].append(_record(res, ms, action))
+            executed.append(action)
+            k += 1
+            bar.update(1)
+    bar.close()
+    if "ar" in out:  # every method decoded the same frames in the same order
+        for recs in out.values():
+            for rec, ar in zip(recs, out["ar"], strict=True):
+                rec["bins_from_ar"] = np.abs(np.array(rec["ids"]) - np.array(ar["ids"])).tolist()
+    return out
+
+
+def _record(res, ms: float, expert: np.ndarray | None = None) -> dict:
+    rec = {
+        "ms": ms,
+        "ids": res.token_ids.tolist(),
+        "passes": res.target_passes,
+        "drafted": res.draft_tokens,
+        "accepted": res.accepted_tokens,
+        "filled": list(res.kalman_filled),
+        "threshold": res.threshold,
+        "precision": res.precision,
+        "fallback": res.fallback,
+    }
+    if expert is not None:
+        rec["abs_err_expert"] = np.abs(np.asarray(res.action) - expert).tolist()
+    return rec
+
+
+def summarize_rows(recs: list[dict], action_dim: int) -> dict:
+    from vla_accel_ros.evaluation.stats import percentiles
+
+    n = len(recs)
+    ms = [r["ms"] for r in recs]
+    passes = sum(r["passes"] for r in recs)
+    drafted = sum(r["drafted"] for r in recs)
+    accepted = sum(r["accepted"] for r in recs)
+    out = {
+        "actions": n,
+        "target_passes_per_action": passes / n,
+        "acceptance_rate": accepted / drafted if drafted else None,
+        "mean_accepted_length": (accepted + passes) / passes if passes else None,
+        "tokens_per_target_pass": (action_dim - 1) * n / passes if passes else None,
+        "kalman_fill_rate": float(np.mean([bool(r["filled"]) for r in recs])),
+        "filled_dims_per_action": float(np.mean([len(r["filled"]) for r in recs])),
+        "mean_threshold": float(np.mean([r["threshold"] for r in recs])),
+        "latency_ms": {**percentiles(ms), "mean": float(np.mean(ms))},
+        "fallbacks": sum(r["fallback"] is not None for r in recs),
+    }
+    if "bins_from_ar" in recs[0]:
+        diff = np.array([r["bins_from_ar"] for r in recs])
+        out["same_action_as_ar"] = float(np.mean(diff.max(1) == 0))
+        out["mean_bins_from_ar"] = diff.mean(0).round(3).tolist()
+    if "abs_err_expert" in recs[0]:
+        out["mae_vs_expert"] = np.array([r["abs_err_expert"] for r in recs]).mean(0).round(4).tolist()
+    return out
+
+
+def speedups(table: dict[str, dict], base: str, key: str) -> None:
+    if base not in table:
+        return
+    ref = table[base]["latency_ms"]
+    for row in table.values():
+        row.setdefault("speedup", {})[f"vs_{base}_{key}"] = ref[key] / row["latency_ms"][key]
+
+
+# -- draft cost ----------------------------------------------------------------------------------------
+def draft_cost(policy, episodes: list, repeats: int = 200) -> dict:
+    """Median ms of one target pass (1 token) and of the draft's proposals, three ways, interleaved.
+
+    fast: the folded inference path (what the decoders use); recomputed / cached: the transformers
+    layer over the whole action sequence at every step, or with the draft's own KV cache.
+    """
+    import torch
+
+    from vla_accel_ros.decoding.common import action_argmax
+    from vla_accel_ros.decoding.draft import DraftContext, EagleDraft
+    from vla_accel_ros.policy.runtime import PolicyInput
+
+    model, draft = policy.model, policy.draft
+    variants = {}
+    for name, use_cache, fast in (
+        ("fast", False, True),
+        ("recomputed", False, False),
+        ("cached", True, False),
+    ):
+        d = EagleDraft(type(draft.config)(**{**draft.config.to_dict(), "use_cache": use_cache}), model).eval()
+        d.load_state_dict(draft.state_dict())
+        d.fast = fast
+        variants[name] = d
+    n = policy.action_dim - 2
+    frames = [(inst, s) for inst, steps in episodes for s in steps[:: max(1, len(steps) // 4)]]
+    times: dict[str, list[float]] = {}
+    with torch.inference_mode():
+        for i in range(repeats):
+            instruction, (images, joints, _) = frames[i % len(frames)]
+            pre = model.prefill(*policy.preprocess(PolicyInput(images, joints, instruction)))
+            tok = action_argmax(pre.logits[:, -1:], model.action_first_id)
+            ctx = DraftContext(tok, pre.hidden[:, -1:], pre.cache, pre.length, pre.hidden)
+            calls = {
+                "target_pass": partial(model.extend, pre.cache, tok),
+                "verify_pass": partial(model.extend, pre.cache, tok.repeat(1, n + 1)),
+                "draft_step_fast": partial(_draft_round, variants["fast"], ctx, 1),
+            }
+            calls.update({f"draft_round_{k}": partial(_draft_round, d, ctx, n) for k, d in variants.items()})
+            for name, fn in calls.items():
+                t0 = time.perf_counter()
+                fn()
+                times.setdefault(name, []).append((time.perf_counter() - t0) * 1e3)
+                model.rollback(pre.cache, pre.length)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {
+        "median_ms": med,
+        "over_target_pass": {k: v / med["target_pass"] for k, v in med.items()},
+        "draft_tokens_per_round": n,
+        "draft_parameters": sum(p.numel() for p in draft.parameters()),
+        "target_decoder_parameters": sum(p.numel() for p in model.llama.parameters()),
+    }
+
+
+def _draft_round(draft, ctx, n: int):
+    draft.reset()
+    return draft.propose(ctx, n)
+
+
+# -- closed loop ---------------------------------------------------------------------------------------
+def closed_loop(
+    rows: list[Controlled], tasks: list[str], episodes: int, max_steps: int, image_size: int, progress: bool
+) -> dict[str, dict]:
+    from tqdm import tqdm
+
+    from vla_accel_ros.evaluation.closed_loop import run_episode
+    from vla_accel_ros.evaluation.stats import wilson_interval
+    from vla_accel_ros.sim.tasks import EVAL_SEED_BASE
+
+    jobs = [(t, EVAL_SEED_BASE + i) for t in tasks for i in range(episodes)]
+    per: dict[str, list] = {r.name: [] for r in rows}
+    recs: dict[str, list[dict]] = {r.name: [] for r in rows}
+    for k, (task, seed) in enumerate(tqdm(jobs, desc="closed loop", unit="episode", disable=not progress)):
+        for j in range(len(rows)):
+            row = rows[(j + k) % len(rows)]
+            row.results = []
+            ep = run_episode(row, task, seed, max_steps, image_size, controller=row)
+            per[row.name].append(ep)
+            recs[row.name] += [_record(res, ms) for res, ms in zip(row.results, ep.latency_ms, strict=False)]
+    out = {}
+    a = rows[0].policy.action_dim
+    for name, eps in per.items():
+        k = sum(e.success for e in eps)
+        lo, hi = wilson_interval(k, len(eps))
+        by_task = {t: float(np.mean([e.success for e in eps if e.task == t])) for t in tasks}
+        out[name] = {
+            "episodes": len(eps),
+            "successes": k,
+            "success_rate": k / len(eps),
+            "ci95": [lo, hi],
+            "success_by_task": by_task,
+            "mean_steps": float(np.mean([e.steps for e in eps])),
+            **summarize_rows(recs[name], a),
+        }
+    return out
+
+
+# -- report --------------------------------------------------------------------------------------------
+def _f(v, fmt: str = "{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def markdown(report: dict) -> str:
+    ol = report["open_loop"]
+    lines = [
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}; {report['machine']}; torch threads {report['threads']}; "
+        f"checkpoint `{report['checkpoint']}`.",
+        "",
+        f"### Open loop: {report['open_loop_frames']} held-out frames "
+        f"({report['open_loop_episodes']} demonstration episodes never trained on), "
+        "every method on every frame",
+        "",
+        "| method | target passes / action | acceptance rate | mean accepted length | tokens / target pass "
+        "| Kalman fill rate | mean r (bins) | latency p50 / p95 ms | speed-up vs ar (p50 / mean) "
+        "| same action as ar | MAE vs expert |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in ol.items():
+        sp = r.get("speedup", {})
+        lines.append(
+            f"| {name} | {r['target_passes_per_action']:.2f} | {_f(r['acceptance_rate'])} "
+            f"| {_f(r['mean_accepted_length'])} | {_f(r['tokens_per_target_pass'])} "
+            f"| {r['kalman_fill_rate']:.2f} | {r['mean_threshold']:.1f} "
+            f"| {r['latency_ms']['p50']:.2f} / {r['latency_ms']['p95']:.2f} "
+            f"| {_f(sp.get('vs_ar_p50'))}x / {_f(sp.get('vs_ar_mean'))}x | {_f(r.get('same_action_as_ar'))} "
+            f"| {_f(float(np.mean(r['mae_vs_expert'])), '{:.4f}')} |"
+        )
+    dc = report.get("draft_cost")
+    if dc:
+        m, r = dc["median_ms"], dc["over_target_pass"]
+        cols = [
+            "target_pass",
+            "verify_pass",
+            "draft_step_fast",
+            "draft_round_fast",
+            "draft_round_recomputed",
+            "draft_round_cached",
+        ]
+        lines += [
+            "",
+            "### Cost of the pieces (median ms, and x one target pass; a round drafts "
+            f"{dc['draft_tokens_per_round']} tokens)",
+            "",
+            "| target pass, 1 token | verify pass | draft, 1 token (fast) | draft round (fast) "
+            "| draft round, transformers layer recomputed | same, own KV cache |",
+            "|---|---|---|---|---|---|",
+            "| " + " | ".join(f"{m[c]:.3f} ({r[c]:.2f}x)" for c in cols) + " |",
+            "",
+            f"Draft: {dc['draft_parameters'] / 1e6:.3f} M parameters of its own (target decoder "
+            f"{dc['target_decoder_parameters'] / 1e6:.3f} M; embedding and LM head shared).",
+        ]
+    cl = report.get("closed_loop")
+    if cl:
+        first = next(iter(cl.values()))
+        lines += [
+            "",
+            f"### Closed loop: {first['episodes']} episodes per method on held-out seeds "
+            f"({report['closed_loop_setup']}), same seeds for every method",
+            "",
+            "| method | success | 95 % CI | target passes / action | Kalman fill rate | latency p50 / p95 ms "
+            "| speed-up vs ar (p50) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, r in cl.items():
+            lines.append(
+                f"| {name} | {r['success_rate'] * 100:.1f} % "
+                f"| {r['ci95'][0] * 100:.1f}-{r['ci95'][1] * 100:.1f} % "
+                f"| {r['target_passes_per_action']:.2f} | {r['kalman_fill_rate']:.2f} "
+                f"| {r['latency_ms']['p50']:.2f} / {r['latency_ms']['p95']:.2f} "
+                f"| {_f(r.get('speedup', {}).get('vs_ar_p50'))}x |"
+            )
+    if report["notes"]:
+        lines += ["", "Notes:"] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: Path, block: str) -> None:
+    text = path.read_text() if path.is_file() else "# Speculative decoding\n\n## Results\n\n"
+    body = f"{BEGIN}\n{block}{END}"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + body + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vla_accel_ros.sim.tasks import parse_task_list
+
+    torch.set_num_threads(args.threads)
+    notes: list[str] = []
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    params = settings(args.data, notes)
+    rows = build_methods(names, args.checkpoint, params, notes)
+    if not rows:
+        print("no method could be built", file=sys.stderr)
+        return 2
+    main = next(r.policy for r in rows if r.policy.draft is not None)
+    episodes = held_out_episodes(main, args.data, args.frames)
+    progress = not args.no_progress
+    recs = replay(rows, episodes, args.warmup, progress)
+    a = main.action_dim
+    open_loop = {name: summarize_rows(r, a) for name, r in recs.items()}
+    for key in ("p50", "mean"):
+        speedups(open_loop, "ar", key)
+        speedups(open_loop, "ar-bf16", key)
+        speedups(open_loop, "specvla", key)
+    report = {
+        "command": "vla-accel bench-decoding " + shlex.join(sys.argv[2:]),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "checkpoint": str(args.checkpoint),
+        "draft": {"config": main.draft.config.to_dict()},
+        "open_loop_frames": len(next(iter(recs.values()))),
+        "open_loop_episodes": len(episodes),
+        "open_loop": open_loop,
+        "draft_cost": draft_cost(main, episodes),
+        "notes": notes,
+    }
+    training = Path(args.checkpoint) / "draft" / "training.json"
+    if training.is_file():
+        info = json.loads(training.read_text())
+        report["draft"]["training"] = {
+            k: info.get(k)
+            for k in ("training_frames", "steps", "train_seconds", "held_out_top1", "held_out_acceptance")
+        }
+    if args.closed_loop:
+        tasks = parse_task_list(args.tasks)
+        wanted = [n.strip() for n in args.closed_loop_methods.split(",") if n.strip()]
+        cl_rows = [r for r in rows if not wanted or r.name in wanted]
+        cl = closed_loop(cl_rows, tasks, args.episodes, args.max_steps, main.config.image_size, progress)
+        speedups(cl, "ar", "p50")
+        report["closed_loop"] = cl
+        report["closed_loop_setup"] = (
+            f"{args.episodes} per task x {len(tasks)} tasks, max {args.max_steps} steps"
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
+    block = markdown(report)
+    write_markdown(args.markdown, block)
+    print(block)
+    print(f"wrote {args.json} and {args.markdown}")
+    return 0

@@ -1,0 +1,73 @@
+"""Group-wise int4 weights in the layout of PyTorch's CPU int4 kernel (tinygemm).
+
+One weight matrix becomes 4-bit codes (two per byte, in the kernel's packed order) plus one bf16
+(scale, zero) pair per group of `group` input channels: w ~= (code - 8) * scale + zero. That is
+0.5 + 4 / group bytes per weight (0.5625 at group 64: 28.1 % of bf16). The kernel
+`aten._weight_int4pack_mm_for_cpu` multiplies bf16 activations by these weights without expanding
+them; it is the only int4 kernel that is fast on this CPU (see docs/PRECISION.md).
+The packed order depends on the CPU's vector width (AVX2 and AVX-512 builds differ): quantize where the
+model runs, from full-precision weights; never ship packed buffers between machines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+KERNEL_GROUP_SIZES = (32, 64, 128, 256)  # what the CPU kernel accepts
+_MID = 8  # code that maps to `zero`
+
+
+@dataclass
+class Int4Weight:
+    """Unpacked codes and their group parameters (reference form; the ladder keeps only the packed one)."""
+
+    codes: torch.Tensor  # (N, K) uint8 in [0, 15]
+    scales: torch.Tensor  # (N, K // group) float32, exactly bf16-representable
+    zeros: torch.Tensor  # (N, K // group) float32, exactly bf16-representable
+    group: int
+
+    def dequantize(self) -> torch.Tensor:
+        """The fp32 weight these codes stand for: what every ladder mode multiplies by."""
+        n, k = self.codes.shape
+        q = self.codes.float().reshape(n, k // self.group, self.group) - _MID
+        return (q * self.scales.unsqueeze(-1) + self.zeros.unsqueeze(-1)).reshape(n, k)
+
+
+def check_shape(out_features: int, in_features: int, group: int) -> None:
+    """Raise ValueError unless the CPU kernel can take a weight of this shape."""
+    if group not in KERNEL_GROUP_SIZES:
+        raise ValueError(f"group size {group} not supported by the int4 kernel (one of {KERNEL_GROUP_SIZES})")
+    if in_features % group:
+        raise ValueError(f"in_features {in_features} is not a multiple of the group size {group}")
+    if out_features % 16:
+        raise ValueError(f"out_features {out_features} is not a multiple of 16 (int4 kernel layout)")
+
+
+def quantize_int4(weight: torch.Tensor, group: int = 64) -> Int4Weight:
+    """Round-to-nearest asymmetric int4 per group, with scale and zero rounded to bf16 first so the
+    codes are the best ones for the parameters that are actually stored."""
+    if weight.ndim != 2:
+        raise ValueError(f"expected a 2-D weight, got shape {tuple(weight.shape)}")
+    n, k = weight.shape
+    check_shape(n, k, group)
+    w = weight.detach().float().reshape(n, k // group, group)
+    lo, hi = w.amin(-1), w.amax(-1)
+    scales = ((hi - lo) / 15).clamp_min(1e-8).to(torch.bfloat16).float()
+    zeros = (lo + _MID * scales).to(torch.bfloat16).float()
+    codes = torch.round((w - (zeros - _MID * scales).unsqueeze(-1)) / scales.unsqueeze(-1)).clamp(0, 15)
+    return Int4Weight(codes.reshape(n, k).to(torch.uint8), scales, zeros, group)
+
+
+def pack(q: Int4Weight) -> tuple[torch.Tensor, torch.Tensor]:
+    """(packed codes (N, K/2) uint8, scales_and_zeros (K/group, N, 2) bf16) as the kernel wants them."""
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.codes.to(torch.int32).contiguous(), 1)
+    scales_and_zeros = torch.stack([q.scales, q.zeros], dim=-1).transpose(0, 1)
+    return packed, scales_and_zeros.contiguous().to(torch.bfloat16)
+
+
+def int4_matmul(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tensor,
+                group: int) -> torch.Tensor:
+    """x (M, K) bf16 @ W^T -> (M, N) bf16; fp32 accumulation inside the kernel."""
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group, scales_and_zeros)

@@ -1,0 +1,185 @@
+"""The DyQ-VLA precision ladder: one stored int4 copy of the decoder linears, several modes.
+
+`quantize_model` replaces the decoder's q/k/v/o and gate/up/down projections in place by
+`Int4Linear`s that hold only the packed int4 codes and their bf16 group scales. Every mode reads
+those same tensors; a mode only decides how activations are rounded before the int4 kernel. So
+switching is a pointer flip (microseconds) and memory does not grow with the number of modes.
+
+Left at full precision, untouched: token embeddings, lm_head, RMS norms, vision encoders, projector
+and proprio projection (they are not decoder linears, and the first two index or score the vocabulary).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from vla_accel_ros.quant.activation import fake_quantize, quantize_per_token
+from vla_accel_ros.quant.int4 import check_shape, int4_matmul, pack, quantize_int4
+from vla_accel_ros.quant.memory import storage_bytes
+from vla_accel_ros.quant.modes import DEFAULT_MODES, Mode
+
+DECODER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LADDER_ATTR = "precision_ladder"
+
+
+class _Selector:
+    """The one mutable thing all quantized layers of a model share: the active mode."""
+
+    __slots__ = ("mode",)
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode = mode
+
+
+class Int4Linear(nn.Module):
+    """nn.Linear replacement computing with the ladder's int4 copy in the active mode."""
+
+    def __init__(self, linear: nn.Linear, group: int, selector: _Selector) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.group = linear.in_features, linear.out_features, group
+        packed, scales_and_zeros = pack(quantize_int4(linear.weight, group))
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales_and_zeros", scales_and_zeros)
+        bias = None if linear.bias is None else linear.bias.detach().float().clone()
+        self.register_buffer("bias", bias)
+        self._selector = selector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = self._selector.mode
+        x2 = x.reshape(-1, self.in_features)
+        if mode.act_bits == 16:
+            y = self._mm(x2.to(torch.bfloat16)).to(x.dtype)
+        elif mode.act_group is None:
+            codes, scales = quantize_per_token(x2, mode.act_bits)
+            y = (self._mm(codes.to(torch.bfloat16)).float() * scales).to(x.dtype)
+        else:
+            y = self._mm(fake_quantize(x2, mode.act_bits, mode.act_group).to(torch.bfloat16)).to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def _mm(self, x: torch.Tensor) -> torch.Tensor:
+        return int4_matmul(x.contiguous(), self.packed, self.scales_and_zeros, self.group)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, group={self.group}"
+
+
+class Ladder:
+    """The modes served by one model's int4 copy, and the switch between them.
+
+    `set` may be called from any thread; `step` holds the switch for a whole control step, so a
+    concurrent `set` lands between two steps, never inside one.
+    """
+
+    def __init__(self, modes: Sequence[Mode], layers: dict[str, Int4Linear], selector: _Selector,
+                 group: int, bf16_bytes: int) -> None:
+        self.modes = {m.name: m for m in modes}
+        self.layers = layers
+        self.group = group
+        self.bf16_bytes = bf16_bytes  # the replaced linears, were they stored in bf16
+        self._selector = selector
+        self._lock = threading.RLock()
+
+    @property
+    def names(self) -> list[str]:
+        """Mode names, lowest precision first, top last."""
+        return list(self.modes)
+
+    @property
+    def top(self) -> str:
+        return self.names[-1]
+
+    @property
+    def mode(self) -> str:
+        return self._selector.mode.name
+
+    def set(self, name: str) -> None:
+        if name not in self.modes:
+            raise ValueError(f"unknown precision mode {name!r}; this ladder serves {self.names}")
+        with self._lock:
+            self._selector.mode = self.modes[name]
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Run one control step in `name`; switches requested meanwhile wait for the step to end."""
+        with self._lock:
+            self.set(name)
+            yield
+
+    def held_bytes(self) -> int:
+        """Bytes of every tensor the quantized layers hold: all modes together."""
+        return storage_bytes([t for layer in self.layers.values() for t in layer.buffers()])
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+
+def find_linears(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.Module, str, nn.Linear]]:
+    """(name, parent, attribute, layer) of each nn.Linear called one of `names` in the decoder."""
+    root = getattr(model, "llama", model)  # VlaModel: only its Llama decoder
+    found = []
+    for parent_name, parent in root.named_modules():
+        for child_name, child in parent.named_children():
+            if child_name in names and isinstance(child, nn.Linear):
+                found.append((f"{parent_name}.{child_name}".lstrip("."), parent, child_name, child))
+    return found
+
+
+def quantize_model(model: nn.Module, group: int = 64, modes: Sequence[Mode] = DEFAULT_MODES,
+                   targets: Sequence[str] = DECODER_LINEARS) -> Ladder:
+    """Replace the decoder linears of `model` in place by one int4 copy serving `modes` (lowest
+    first, top last; the model starts in the top mode). Every layer is checked before any is changed."""
+    if hasattr(model, LADDER_ATTR):
+        raise ValueError("model is already quantized")
+    if not modes or len({m.name for m in modes}) != len(modes):
+        raise ValueError(f"modes must be distinct and non-empty, got {[m.name for m in modes]}")
+    found = find_linears(model, targets)
+    if not found:
+        raise ValueError(f"model has no linear layers named {list(targets)}")
+    for name, _, _, linear in found:
+        try:
+            check_shape(linear.out_features, linear.in_features, group)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from err
+    selector = _Selector(modes[-1])
+    layers: dict[str, Int4Linear] = {}
+    bf16_bytes = 0
+    with torch.no_grad():
+        for name, parent, child_name, linear in found:
+            bf16_bytes += 2 * linear.weight.numel() + (0 if linear.bias is None else 2 * linear.bias.numel())
+            layers[name] = Int4Linear(linear, group, selector)
+            setattr(parent, child_name, layers[name])
+    ladder = Ladder(modes, layers, selector, group, bf16_bytes)
+    setattr(model, LADDER_ATTR, ladder)
+    return ladder
+
+
+def get_ladder(model: nn.Module) -> Ladder:
+    ladder = getattr(model, LADDER_ATTR, None)
+    if ladder is None:
+        raise ValueError("model has no precision ladder: call quantize_model first")
+    return ladder
+
+
+def set_precision(model: nn.Module, mode: str) -> None:
+    """Switch the model's ladder to `mode`; takes effect at the next forward pass (a pointer flip)."""
+    get_ladder(model).set(mode)
+
+
+def quantize_policy(policy, group: int = 64, modes: Sequence[Mode] = DEFAULT_MODES) -> Ladder:
+    """Quantize a runtime Policy's model in place and let the policy serve the ladder's modes."""
+    ladder = quantize_model(policy.model, group=group, modes=modes)
+    policy.enable_ladder(ladder)
+    return ladder

@@ -1,0 +1,254 @@
+"""docs/PRECISION.md from the JSON `vla-accel bench-precision` writes: every number comes from that run."""
+
+from __future__ import annotations
+
+TARGET_MEMORY = 0.31  # of the same decoder in bf16 (DyQ-VLA: 4.7 / 15.2 GB)
+TARGET_SWITCH_MS = 1.0
+TARGET_SPEEDUP = 1.5  # per action, vs bf16
+
+
+def _ms(x: float) -> str:
+    return f"{x:.3f}" if x < 1 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def ladder_entry(section: dict) -> dict:
+    return next(s for s in section["strategies"] if s["strategy"] == "int4-master")
+
+
+def derived(section: dict) -> dict:
+    """The figures the targets are judged on."""
+    lad = ladder_entry(section)
+    lat, mem = section["latency"], section["memory"]
+    top = list(lad["modes"])[-1]
+    top_lat = lad["modes"][top]
+    bf16, fp32 = lat["bf16"]["action"]["median_ms"], lat["fp32"]["action"]["median_ms"]
+    return {
+        "top": top,
+        "memory_linears": mem["ladder_linears"] / mem["bf16_decoder_linears"],
+        "memory_decoder": mem["ladder_decoder"] / mem["bf16_decoder"],
+        "memory_decoder_other_bf16": mem["ladder_decoder_other_bf16"] / mem["bf16_decoder"],
+        "switch_median_ms": lad["switch"]["median_ms"], "switch_p95_ms": lad["switch"]["p95_ms"],
+        "switch_max_ms": lad["switch"]["max_ms"],
+        "speedup_vs_bf16": {m: bf16 / v["action"]["median_ms"] for m, v in lad["modes"].items()},
+        "speedup_vs_fp32": {m: fp32 / v["action"]["median_ms"] for m, v in lad["modes"].items()},
+        "prefill_share": top_lat["prefill"]["median_ms"] / top_lat["action"]["median_ms"],
+    }
+
+
+def _latency_rows(section: dict) -> list[str]:
+    lad = ladder_entry(section)
+    bf16 = section["latency"]["bf16"]["action"]["median_ms"]
+    fp32 = section["latency"]["fp32"]["action"]["median_ms"]
+    rows = ["| format | what runs | per action median / p95 (ms) | prefill (ms) | decode / token (ms) "
+            "| vs bf16 | vs fp32 |", "|---|---|---|---|---|---|---|"]
+    entries = [("fp32 (baseline)", "unquantized fp32", section["latency"]["fp32"]),
+               ("bf16 (baseline)", "unquantized bf16", section["latency"]["bf16"])]
+    entries += [(m, lad["modes_info"][m]["description"], v) for m, v in lad["modes"].items()]
+    for name, what, v in entries:
+        a = v["action"]["median_ms"]
+        rows.append(f"| {name} | {what} | {_ms(a)} / {_ms(v['action']['p95_ms'])} | "
+                    f"{_ms(v['prefill']['median_ms'])} | {_ms(v['decode_token']['median_ms'])} | "
+                    f"{bf16 / a:.2f}x | {fp32 / a:.2f}x |")
+    return rows
+
+
+def _error_rows(section: dict) -> list[str]:
+    rows = ["| format | observations | token agreement | mean / max abs bin error | mean abs action error "
+            "| first-token logit rel. error |", "|---|---|---|---|---|---|"]
+    for name, e in section["errors"].items():
+        rows.append(f"| {name} | {e['observations']} | {_pct(e['token_agreement'])} | "
+                    f"{e['mean_abs_bin']:.2f} / {e['max_abs_bin']} | {e['mean_abs_action']:.4f} | "
+                    f"{e['first_token_logit_rel_error']:.4f} |")
+    return rows
+
+
+def _strategy_rows(section: dict) -> list[str]:
+    bf16_lin = section["memory"]["bf16_decoder_linears"]
+    rows = ["| strategy | held bytes, all modes (MiB) | of bf16 linears | switch median / max (ms) "
+            "| mode: prefill / decode per token (ms) |", "|---|---|---|---|---|"]
+    for s in section["strategies"]:
+        modes = "; ".join(f"{m}: {_ms(v['prefill']['median_ms'])} / {_ms(v['decode_token']['median_ms'])}"
+                          for m, v in s["modes"].items())
+        rows.append(f"| {s['strategy']}: {s['description']} | {_mb(s['held_bytes'])} | "
+                    f"{_pct(s['held_bytes'] / bf16_lin)} | {_ms(s['switch']['median_ms'])} / "
+                    f"{_ms(s['switch']['max_ms'])} | {modes} |")
+    return rows
+
+
+def _kernel_rows(kernels: list[dict], tokens: int) -> list[str]:
+    rows = [f"| kernel | decode, 1 row (ms) | prefill, {tokens} rows (ms) | rel. error vs fp32 "
+            "| measured on |", "|---|---|---|---|---|"]
+    for k in kernels:
+        if "error" in k:
+            rows.append(f"| {k['kernel']} | - | - | - | failed: {k['error']} |")
+        else:
+            rows.append(f"| {k['kernel']} | {_ms(k['decode_ms'])} | {_ms(k['prefill_ms'])} | "
+                        f"{k['rel_error_vs_fp32']:.4f} | {k['measured_on']} |")
+    return rows
+
+
+def _group_rows(section: dict) -> list[str]:
+    rows = ["| group | held bytes of bf16 linears | token agreement | mean abs bin error "
+            "| first-token logit rel. error |", "|---|---|---|---|---|"]
+    for r in section.get("group_sweep", []):
+        if "not_applicable" in r:
+            rows.append(f"| {r['group']} | - | - | - | not usable: {r['not_applicable']} |")
+        else:
+            e = r["errors"]
+            rows.append(f"| {r['group']} | {_pct(r['fraction_of_bf16_linears'])} | "
+                        f"{_pct(e['token_agreement'])} | {e['mean_abs_bin']:.2f} | "
+                        f"{e['first_token_logit_rel_error']:.4f} |")
+    return rows
+
+
+def _choice(section: dict) -> list[str]:
+    bf16_lin = section["memory"]["bf16_decoder_linears"]
+    ok = []
+    lines = []
+    for s in section["strategies"]:
+        frac, sw = s["held_bytes"] / bf16_lin, s["switch"]["p95_ms"]
+        mem_ok, sw_ok = frac <= TARGET_MEMORY, sw < TARGET_SWITCH_MS
+        if mem_ok and sw_ok:
+            ok.append(s["strategy"])
+        lines.append(f"- {s['strategy']}: {_pct(frac)} of the bf16 linears (memory target {_met(mem_ok)}), "
+                     f"switch p95 {_ms(sw)} ms, max {_ms(s['switch']['max_ms'])} ms "
+                     f"(switch target {_met(sw_ok)}).")
+    if "int4-master" in ok:
+        lines.append(f"- Strategies meeting both the memory and the switch target: {', '.join(ok)}. "
+                     "The ladder therefore keeps one int4 master and switches only the activations.")
+    else:
+        lines.append(f"- Strategies meeting both targets: {', '.join(ok) or 'none'}; the served ladder "
+                     "(int4-master) does not, see the figures above.")
+    return lines
+
+
+def render(report: dict) -> str:
+    real = report["realistic"]
+    d = derived(real)
+    m = report["machine"]
+    isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["isa"].items())
+    tokens = real["model"]["prefill_tokens"]
+    lad = ladder_entry(real)
+    emulated = [x for x, info in lad["modes_info"].items() if info["emulated"]]
+    lm = real["lm_head"]
+    top_lat = lad["modes"][d["top"]]
+    out = [
+        "# DyQ-VLA precision ladder on this CPU",
+        "",
+        f"Written by `{report['command']}` on {report['date']}. Do not edit by hand: rerun the command.",
+        "",
+        f"Model: {real['model']['description']} (**{real['model']['label']}**).",
+        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with "
+        f"{m['torch_threads']} threads, kernel capability {m['torch_cpu_capability']}; {isa}. "
+        f"Load average at start {m['load_average_start'][0]:.2f}, at end {m['load_average_end'][0]:.2f}"
+        + ("" if report["training_finished"] else
+           " (**taken while the built-in model's training was running: indicative only**)") + ".",
+        "Per action = prefill of the observation and prompt, then autoregressive decoding of "
+        f"{real['model']['action_tokens']} action tokens (the first from the prefill's logits), as "
+        "Policy.act runs it without image preprocessing; median and p95 over "
+        f"{report['settings']['repeats']} runs after {report['settings']['warmup']} warm-up runs, "
+        "everything measured side by side in this one run.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| memory <= {_pct(TARGET_MEMORY)} of bf16 (decoder linears, every tensor held, all modes) | "
+        f"{_pct(d['memory_linears'])} | {_met(d['memory_linears'] <= TARGET_MEMORY)} |",
+        f"| same, whole decoder incl. the unquantized embeddings/lm_head/norms as held (fp32) | "
+        f"{_pct(d['memory_decoder'])} | {_met(d['memory_decoder'] <= TARGET_MEMORY)} |",
+        f"| same, were those unquantized parts held in bf16 | {_pct(d['memory_decoder_other_bf16'])} | "
+        f"{_met(d['memory_decoder_other_bf16'] <= TARGET_MEMORY)} |",
+        f"| switch < {TARGET_SWITCH_MS:g} ms (p95 over every ordered pair of modes) | median "
+        f"{_ms(d['switch_median_ms'])} ms, p95 {_ms(d['switch_p95_ms'])} ms, "
+        f"max {_ms(d['switch_max_ms'])} ms | "
+        f"{_met(d['switch_p95_ms'] < TARGET_SWITCH_MS)} |",
+        f"| per-action speed-up >= {TARGET_SPEEDUP}x vs bf16 ({d['top']}, the fastest real mode) | "
+        f"{d['speedup_vs_bf16'][d['top']]:.2f}x | {_met(d['speedup_vs_bf16'][d['top']] >= TARGET_SPEEDUP)} |",
+        f"| (not a target) the same vs the fp32 model | {d['speedup_vs_fp32'][d['top']]:.2f}x | |",
+        "",
+        f"The emulated modes ({', '.join(emulated) or 'none'}) run on the {d['top']} kernel, so a DyQ "
+        f"schedule that mixes modes cannot be faster per action than {d['top']} here.",
+        "",
+        "## Per-action latency and memory",
+        "",
+        *_latency_rows(real),
+        "",
+        "| memory (MiB) | fp32 | bf16 | ladder |",
+        "|---|---|---|---|",
+        f"| decoder linears | {_mb(2 * real['memory']['bf16_decoder_linears'])} | "
+        f"{_mb(real['memory']['bf16_decoder_linears'])} | {_mb(real['memory']['ladder_linears'])} |",
+        f"| decoder (embeddings, layers, norm, lm_head) | {_mb(real['memory']['fp32_decoder'])} | "
+        f"{_mb(real['memory']['bf16_decoder'])} | {_mb(real['memory']['ladder_decoder'])} |",
+        f"| whole model | {_mb(real['memory']['fp32_model'])} | {_mb(real['memory']['bf16_model'])} | "
+        f"{_mb(real['memory']['ladder_model'])} |",
+        "",
+        "Quantized: the decoder's q/k/v/o and gate/up/down projections (group-wise int4, group "
+        f"{report['settings']['group']}, bf16 scale and zero per group). Not quantized, kept at the model's "
+        "full precision: token embeddings, lm_head (tied to them here), RMS norms, vision encoders and "
+        "projector.",
+        "",
+        "## What limits the speed-up",
+        "",
+        f"- Prefill is {_pct(d['prefill_share'])} of a {d['top']} action "
+        f"({_ms(top_lat['prefill']['median_ms'])} of {_ms(top_lat['action']['median_ms'])} ms).",
+        f"- The unquantized lm_head alone ({real['model']['vocab_size']} x {real['model']['hidden_size']}) "
+        f"costs {_ms(lm['fp32']['decode_ms'])} ms per decode token in fp32 "
+        f"({_ms(lm['bf16']['decode_ms'])} in bf16) against {_ms(top_lat['decode_token']['median_ms'])} ms "
+        f"for a whole {d['top']} decode pass, and {_ms(lm['fp32']['prefill_ms'])} ms over the {tokens} "
+        f"prefill rows in fp32 ({_ms(lm['bf16']['prefill_ms'])} in bf16): the model scores the whole "
+        "vocabulary at every position.",
+        "- Kernels (below): what sets speed is which kernel exists for a format on this CPU, not its bits.",
+        "",
+        f"## Kernels on this CPU (the realistic decoder's {real['decoder_linears']} linear layers, one pass)",
+        "",
+        *_kernel_rows(real["kernels"], tokens),
+        "",
+        "## Storage strategies (decoder linears; latency of the whole model per mode)",
+        "",
+        *_strategy_rows(real),
+        "",
+        "Why the ladder keeps one int4 master:",
+        "",
+        *_choice(real),
+        "",
+        "## Action error against the fp32 model",
+        "",
+        f"Realistic-size model, {real['inputs']} (untrained, so this measures numerics, not task success):",
+        "",
+        *_error_rows(real),
+        "",
+    ]
+    if real.get("group_sweep"):
+        out += [f"Group size of the int4 copy ({d['top']} against fp32, same observations):", "",
+                *_group_rows(real), ""]
+    builtin = report.get("builtin")
+    if builtin:
+        out += [
+            f"Built-in policy ({builtin['checkpoint']}), {builtin['inputs']}:",
+            "",
+            *_error_rows(builtin),
+            "",
+            "Built-in policy latency (small model: Python and launch overhead dominate every format):",
+            "",
+            *_latency_rows(builtin),
+            "",
+        ]
+    else:
+        out += [f"Built-in policy: {report.get('builtin_skipped', 'not measured')}.", ""]
+    notes = real["model"].get("notes", [])
+    if notes:
+        out += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(out)
