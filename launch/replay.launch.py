@@ -10,12 +10,11 @@ vla_accel_ros/ros/launcher.py). The controller stays in dry run: a replayed acti
 compare /vla/action_safe with the recorded /expert_action.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 PACKAGE = "vla_accel_ros"
 

@@ -10,13 +10,12 @@ two later ones default to params_file itself, i.e. nothing extra.
 Without a ROS install (pip), `vla-accel up` starts the same graph from the same YAML.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 PACKAGE = "vla_accel_ros"
 

@@ -7,13 +7,12 @@ The arm steps in lockstep with the commands (sim.yaml), so the loop runs as fast
 Without a ROS install, `vla-accel up --sim` (or `vla-accel demo`) starts the same graph.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 PACKAGE = "vla_accel_ros"
 
