@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     rows = []
     for model in args.models.split(","):
         policy = _policy(model, args.checkpoint)
@@ -63,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
                 p50 = r["total_ms"]["p50"]
                 print(f"{model} {dtype} {method}: {p50:.1f} ms p50, {r['control_rate_hz']:.1f} Hz")
     cmd = "vla-accel bench-latency " + shlex.join(sys.argv[2:])
-    machine = f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+    machine = (
+        f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}; "
+        f"1-min load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        f"(on {os.cpu_count()} cores: above that, other processes competed for the CPU)"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": cmd, "machine": machine, "rows": rows}, indent=1))
     note = (
