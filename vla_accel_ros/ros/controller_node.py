@@ -16,9 +16,7 @@ import math
 from typing import Any
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import TwistStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
@@ -28,8 +26,9 @@ from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, Vla
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
 from vla_accel_ros.ros.markers import build_markers, status_text
-from vla_accel_ros.ros.params import ControllerParams, ParameterError, declare_params
+from vla_accel_ros.ros.params import ControllerParams, declare_params
 from vla_accel_ros.ros.qos import command_qos, episode_qos, vla_qos
+from vla_accel_ros.ros.spin import run_node
 
 
 class ControllerNode(Node):
@@ -233,18 +232,7 @@ class ControllerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    with rclpy.init(args=args):
-        try:
-            node = ControllerNode()
-        except ParameterError as err:
-            rclpy.logging.get_logger("controller_node").fatal(str(err))
-            raise SystemExit(2) from None
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
+    run_node(ControllerNode, "controller_node", args)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
@@ -36,8 +34,9 @@ from std_msgs.msg import String
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, VlaAction
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
-from vla_accel_ros.ros.params import DECODINGS, InferenceParams, ParameterError, declare_params
+from vla_accel_ros.ros.params import DECODINGS, InferenceParams, declare_params
 from vla_accel_ros.ros.qos import camera_qos, instruction_qos, joint_states_qos, vla_qos
+from vla_accel_ros.ros.spin import run_node
 
 
 class PolicyLike(Protocol):
@@ -467,18 +466,7 @@ class InferenceNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    with rclpy.init(args=args):
-        try:
-            node = InferenceNode()
-        except ParameterError as err:
-            rclpy.logging.get_logger("inference_node").fatal(str(err))
-            raise SystemExit(2) from None
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
+    run_node(InferenceNode, "inference_node", args)
 
 
 if __name__ == "__main__":

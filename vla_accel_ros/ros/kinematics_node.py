@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -29,8 +27,9 @@ from vla_accel_ros.kinematics import (
 from vla_accel_ros.msg import KalmanPrediction, KinematicState, VlaAction
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import OK, WARN, Health, RateMeter
-from vla_accel_ros.ros.params import KinematicsParams, ParameterError, declare_params
+from vla_accel_ros.ros.params import KinematicsParams, declare_params
 from vla_accel_ros.ros.qos import episode_qos, joint_states_qos, vla_qos
+from vla_accel_ros.ros.spin import run_node
 
 
 class KinematicsNode(Node):
@@ -165,18 +164,7 @@ class KinematicsNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    with rclpy.init(args=args):
-        try:
-            node = KinematicsNode()
-        except ParameterError as err:
-            rclpy.logging.get_logger("kinematics_node").fatal(str(err))
-            raise SystemExit(2) from None
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
+    run_node(KinematicsNode, "kinematics_node", args)
 
 
 if __name__ == "__main__":

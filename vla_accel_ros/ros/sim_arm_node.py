@@ -24,9 +24,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import TwistStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -35,7 +33,7 @@ from vla_accel_ros.control import hold_action
 from vla_accel_ros.msg import VlaAction
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
-from vla_accel_ros.ros.params import ParameterError, SimArmParams, declare_params
+from vla_accel_ros.ros.params import SimArmParams, declare_params
 from vla_accel_ros.ros.qos import (
     camera_qos,
     command_qos,
@@ -44,6 +42,7 @@ from vla_accel_ros.ros.qos import (
     joint_states_qos,
     vla_qos,
 )
+from vla_accel_ros.ros.spin import run_node
 from vla_accel_ros.sim.tasks import parse_task_list
 
 # Project camera name -> (topic, frame_id).
@@ -270,18 +269,7 @@ class SimArmNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    with rclpy.init(args=args):
-        try:
-            node = SimArmNode()
-        except ParameterError as err:
-            rclpy.logging.get_logger("sim_arm_node").fatal(str(err))
-            raise SystemExit(2) from None
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
+    run_node(SimArmNode, "sim_arm_node", args)
 
 
 if __name__ == "__main__":
