@@ -131,10 +131,12 @@ def test_cmake_installs_the_node_scripts_launch_and_config():
 
 
 def test_every_node_module_has_the_standard_main():
+    spin = (ROOT / PACKAGE / "ros" / "spin.py").read_text()
+    assert "except (KeyboardInterrupt, ExternalShutdownException):" in spin
     for node in NODES:
         source = (ROOT / PACKAGE / "ros" / f"{node}.py").read_text()
         assert "def main(args: list[str] | None = None) -> None:" in source
-        assert "except (KeyboardInterrupt, ExternalShutdownException):" in source
+        assert 'run_node(' in source and f'"{node}", args)' in source
         assert 'if __name__ == "__main__":' in source
 
 

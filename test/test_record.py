@@ -223,6 +223,8 @@ def test_bag_player_publishes_what_the_nodes_subscribe_to(monkeypatch, tmp_path)
             "20",
             "--linger",
             "0",
+            "--wait-subscribers",
+            "60",  # discovery under load can take seconds; frames sent before it are lost
         ]
         proc = subprocess.Popen(
             cmd, env=ros_test_env(ros.domain_id), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
