@@ -23,8 +23,7 @@ from rclpy.signals import SignalHandlerOptions
 from vla_accel_ros.ros.recorder import (
     DEFAULT_EXCLUDE,
     TopicWatcher,
-    ensure_type,
-    message_class,
+    resolve_type,
     spin_until_stopped,
 )
 
@@ -76,11 +75,7 @@ class FoxgloveBridge(Node):
 
     def _discover(self) -> None:
         for topic, msgtype, qos in self._watcher.poll():
-            why = ensure_type(self._store, msgtype)
-            try:
-                cls = message_class(msgtype)
-            except (ImportError, AttributeError, ValueError) as err:
-                why = why or f"no Python message class ({err})"
+            cls, why = resolve_type(self._store, msgtype)
             if why is not None:
                 self._log(f"[foxglove] not forwarding {topic}: {why}")
                 continue

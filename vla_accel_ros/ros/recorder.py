@@ -70,6 +70,16 @@ def ensure_type(store: Any, msgtype: str) -> str | None:
     return None
 
 
+def resolve_type(store: Any, msgtype: str) -> tuple[Any, str | None]:
+    """(message class, None) for a type both rosbags and rclpy know, else (None, why not)."""
+    why = ensure_type(store, msgtype)
+    try:
+        cls = message_class(msgtype)
+    except (ImportError, AttributeError, ValueError) as err:
+        return None, why or f"no Python message class for {msgtype} ({err})"
+    return (cls, None) if why is None else (None, why)
+
+
 def adapted_qos(node: Node, topic: str, depth: int = 100) -> QoSProfile | None:
     """A subscription QoS every current publisher of `topic` matches (None: no publisher yet)."""
     infos = node.get_publishers_info_by_topic(topic)
@@ -182,11 +192,7 @@ class Recorder(Node):
 
     def _discover(self) -> None:
         for topic, msgtype, qos in self._watcher.poll():
-            why = ensure_type(self._store, msgtype)
-            try:
-                cls = message_class(msgtype)
-            except (ImportError, AttributeError, ValueError) as err:
-                why = why or f"no Python message class for {msgtype} ({err})"
+            cls, why = resolve_type(self._store, msgtype)
             if why is not None:
                 self._log(f"[record] not recording {topic}: {why}")
                 continue
