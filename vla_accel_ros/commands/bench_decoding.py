@@ -22,14 +22,18 @@ from pathlib import Path
 import numpy as np
 
 HELP = "benchmark AR / strict SD / Spec-VLA / KERV (+DyQ) decoding side by side (docs/DECODING.md)"
-DEFAULT_METHODS = "ar,spec,specvla,kerv,kerv-verify,kerv-loosen,ar-bf16,kerv+dyq"
+DEFAULT_METHODS = "ar,spec,specvla,kerv,kerv-verify,kerv-loosen,ar-bf16,ar@w4a16,kerv@w4a16,kerv+dyq"
 BEGIN, END = "<!-- bench-decoding:begin -->", "<!-- bench-decoding:end -->"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="runs/builtin", help="checkpoint with a draft/ folder")
     parser.add_argument("--data", type=Path, default=Path("data/demos"), help="demonstration bags")
-    parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated rows")
+    parser.add_argument(
+        "--methods",
+        default=DEFAULT_METHODS,
+        help="comma-separated rows; '<method>@<mode>': on the int4 ladder",
+    )
     parser.add_argument("--frames", type=int, default=600, help="held-out frames replayed (open loop)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -38,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--episodes", type=int, default=10, help="closed-loop episodes per task")
     parser.add_argument("--closed-loop-methods", default="", help="rows run in closed loop (default: all)")
+    parser.add_argument("--workers", type=int, default=1, help="closed-loop processes (1 torch thread each)")
     parser.add_argument("--tasks", default="all")
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--json", type=Path, default=Path("docs/results/decoding.json"))
@@ -100,13 +105,13 @@ def _bf16_policy(checkpoint: str):
 
 
 def _dyq_policy(checkpoint: str):
-    from vla_accel_ros.decoding.draft import DRAFT_DIR, load_draft
+    """The policy on DyQ's int4 ladder (decoder linears only: the draft's shared embedding and LM head
+    stay fp32)."""
     from vla_accel_ros.policy.runtime import Policy
     from vla_accel_ros.quant import quantize_model
 
     policy = Policy.load(checkpoint)
     policy.enable_ladder(quantize_model(policy.model))
-    policy.attach_draft(load_draft(Path(checkpoint) / DRAFT_DIR, policy.model))
     return policy
 
 
@@ -123,14 +128,21 @@ def build_methods(names: list[str], checkpoint: str, params: dict, notes: list[s
     )["kerv"]
     a = policy.action_dim
     rows = []
+    quantized = None
     for name in names:
         try:
-            if name == "ar-bf16":
+            if "@" in name:  # "<method>@<mode>": the method on the int4 ladder, held at one mode
+                base, mode = name.split("@", 1)
+                quantized = quantized or _dyq_policy(checkpoint)
+                if mode not in quantized.precisions:
+                    raise ValueError(f"mode {mode!r} not in the ladder {quantized.precisions}")
+                rows.append(Controlled(name, quantized, build_loop(base, a, [mode], params)))
+            elif name == "ar-bf16":
                 bf16 = _bf16_policy(checkpoint)
                 rows.append(Controlled(name, bf16, build_loop("ar", a, bf16.precisions, params)))
             elif name == "kerv+dyq":
-                dyq = _dyq_policy(checkpoint)
-                rows.append(Controlled(name, dyq, build_loop(name, a, dyq.precisions, params)))
+                quantized = quantized or _dyq_policy(checkpoint)
+                rows.append(Controlled(name, quantized, build_loop(name, a, quantized.precisions, params)))
             elif name == "kerv-verify":
                 rows.append(Controlled(name, policy, build_loop("kerv", a, policy.precisions, params), name))
             else:
@@ -333,46 +345,96 @@ def _draft_round(draft, ctx, n: int):
 
 
 # -- closed loop ---------------------------------------------------------------------------------------
-def closed_loop(
-    rows: list[Controlled], tasks: list[str], episodes: int, max_steps: int, image_size: int, progress: bool
-) -> dict[str, dict]:
+def _run_jobs(
+    rows: list[Controlled], jobs: list[tuple[str, int]], max_steps: int, image_size: int, progress: bool
+) -> dict[str, list[tuple[dict, list[dict]]]]:
+    """Every method on every (task, seed), methods rotating per job: (episode, per-step records)."""
+    from dataclasses import asdict
+
     from tqdm import tqdm
 
     from vla_accel_ros.evaluation.closed_loop import run_episode
-    from vla_accel_ros.evaluation.stats import wilson_interval
-    from vla_accel_ros.sim.tasks import EVAL_SEED_BASE
 
-    jobs = [(t, EVAL_SEED_BASE + i) for t in tasks for i in range(episodes)]
-    per: dict[str, list] = {r.name: [] for r in rows}
-    recs: dict[str, list[dict]] = {r.name: [] for r in rows}
+    out: dict[str, list] = {r.name: [] for r in rows}
     for k, (task, seed) in enumerate(tqdm(jobs, desc="closed loop", unit="episode", disable=not progress)):
         for j in range(len(rows)):
             row = rows[(j + k) % len(rows)]
             row.results = []
             ep = run_episode(row, task, seed, max_steps, image_size, controller=row)
-            per[row.name].append(ep)
-            recs[row.name] += [_record(res, ms) for res, ms in zip(row.results, ep.latency_ms, strict=False)]
+            recs = [_record(res, ms) for res, ms in zip(row.results, ep.latency_ms, strict=False)]
+            out[row.name].append((asdict(ep), recs))
+    return out
+
+
+def _worker(args: tuple) -> dict[str, list]:
+    import torch
+
+    names, checkpoint, params, jobs, max_steps, image_size = args
+    torch.set_num_threads(1)
+    return _run_jobs(build_methods(names, checkpoint, params, []), jobs, max_steps, image_size, False)
+
+
+def closed_loop(
+    rows: list[Controlled],
+    checkpoint: str,
+    params: dict,
+    tasks: list[str],
+    episodes: int,
+    max_steps: int,
+    image_size: int,
+    workers: int,
+    progress: bool,
+) -> dict[str, dict]:
+    """Success (Wilson 95 % CI), paired outcomes against ar on the same seeds, and per-step figures."""
+    import multiprocessing as mp
+
+    from vla_accel_ros.evaluation.stats import wilson_interval
+    from vla_accel_ros.sim.tasks import EVAL_SEED_BASE
+
+    jobs = [(t, EVAL_SEED_BASE + i) for t in tasks for i in range(episodes)]
+    if workers <= 1:
+        parts = [_run_jobs(rows, jobs, max_steps, image_size, progress)]
+    else:
+        names = [r.name for r in rows]
+        chunks = [jobs[i::workers] for i in range(workers)]
+        with mp.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_worker, [(names, checkpoint, params, c, max_steps, image_size) for c in chunks])
+    per = {r.name: [x for part in parts for x in part[r.name]] for r in rows}
+    outcome = {name: {(e["task"], e["seed"]): e["success"] for e, _ in eps} for name, eps in per.items()}
     out = {}
-    a = rows[0].policy.action_dim
     for name, eps in per.items():
-        k = sum(e.success for e in eps)
+        k = sum(e["success"] for e, _ in eps)
         lo, hi = wilson_interval(k, len(eps))
-        by_task = {t: float(np.mean([e.success for e in eps if e.task == t])) for t in tasks}
-        out[name] = {
+        row = {
             "episodes": len(eps),
             "successes": k,
             "success_rate": k / len(eps),
             "ci95": [lo, hi],
-            "success_by_task": by_task,
-            "mean_steps": float(np.mean([e.steps for e in eps])),
-            **summarize_rows(recs[name], a),
+            "success_by_task": {
+                t: float(np.mean([e["success"] for e, _ in eps if e["task"] == t])) for t in tasks
+            },
+            "mean_steps": float(np.mean([e["steps"] for e, _ in eps])),
+            **summarize_rows([r for _, recs in eps for r in recs], rows[0].policy.action_dim),
         }
+        if "ar" in outcome:
+            mine, ar = outcome[name], outcome["ar"]
+            row["paired_vs_ar"] = {
+                "only_this": sum(mine[j] and not ar[j] for j in mine),
+                "only_ar": sum(ar[j] and not mine[j] for j in mine),
+                "same_outcome": sum(mine[j] == ar[j] for j in mine),
+            }
+        out[name] = row
     return out
 
 
 # -- report --------------------------------------------------------------------------------------------
 def _f(v, fmt: str = "{:.2f}") -> str:
     return "-" if v is None else fmt.format(v)
+
+
+def _paired(row: dict) -> str:
+    p = row.get("paired_vs_ar")
+    return "-" if p is None else f"{p['only_this']} / {p['only_ar']}"
 
 
 def markdown(report: dict) -> str:
@@ -388,18 +450,18 @@ def markdown(report: dict) -> str:
         "",
         "| method | target passes / action | acceptance rate | mean accepted length | tokens / target pass "
         "| Kalman fill rate | mean r (bins) | latency p50 / p95 ms | speed-up vs ar (p50 / mean) "
-        "| same action as ar | MAE vs expert |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| vs specvla (p50) | same action as ar | MAE vs expert |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in ol.items():
         sp = r.get("speedup", {})
         lines.append(
             f"| {name} | {r['target_passes_per_action']:.2f} | {_f(r['acceptance_rate'])} "
             f"| {_f(r['mean_accepted_length'])} | {_f(r['tokens_per_target_pass'])} "
-            f"| {r['kalman_fill_rate']:.2f} | {r['mean_threshold']:.1f} "
+            f"| {r['kalman_fill_rate']:.3f} | {r['mean_threshold']:.1f} "
             f"| {r['latency_ms']['p50']:.2f} / {r['latency_ms']['p95']:.2f} "
-            f"| {_f(sp.get('vs_ar_p50'))}x / {_f(sp.get('vs_ar_mean'))}x | {_f(r.get('same_action_as_ar'))} "
-            f"| {_f(float(np.mean(r['mae_vs_expert'])), '{:.4f}')} |"
+            f"| {_f(sp.get('vs_ar_p50'))}x / {_f(sp.get('vs_ar_mean'))}x | {_f(sp.get('vs_specvla_p50'))}x "
+            f"| {_f(r.get('same_action_as_ar'))} | {_f(float(np.mean(r['mae_vs_expert'])), '{:.4f}')} |"
         )
     dc = report.get("draft_cost")
     if dc:
@@ -433,15 +495,15 @@ def markdown(report: dict) -> str:
             f"### Closed loop: {first['episodes']} episodes per method on held-out seeds "
             f"({report['closed_loop_setup']}), same seeds for every method",
             "",
-            "| method | success | 95 % CI | target passes / action | Kalman fill rate | latency p50 / p95 ms "
-            "| speed-up vs ar (p50) |",
-            "|---|---|---|---|---|---|---|",
+            "| method | success | 95 % CI | seeds won / lost vs ar | target passes / action "
+            "| Kalman fill rate | latency p50 / p95 ms | speed-up vs ar (p50) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name, r in cl.items():
             lines.append(
                 f"| {name} | {r['success_rate'] * 100:.1f} % "
                 f"| {r['ci95'][0] * 100:.1f}-{r['ci95'][1] * 100:.1f} % "
-                f"| {r['target_passes_per_action']:.2f} | {r['kalman_fill_rate']:.2f} "
+                f"| {_paired(r)} | {r['target_passes_per_action']:.2f} | {r['kalman_fill_rate']:.2f} "
                 f"| {r['latency_ms']['p50']:.2f} / {r['latency_ms']['p95']:.2f} "
                 f"| {_f(r.get('speedup', {}).get('vs_ar_p50'))}x |"
             )
@@ -509,9 +571,24 @@ def run(args: argparse.Namespace) -> int:
         tasks = parse_task_list(args.tasks)
         wanted = [n.strip() for n in args.closed_loop_methods.split(",") if n.strip()]
         cl_rows = [r for r in rows if not wanted or r.name in wanted]
-        cl = closed_loop(cl_rows, tasks, args.episodes, args.max_steps, main.config.image_size, progress)
+        cl = closed_loop(
+            cl_rows,
+            args.checkpoint,
+            params,
+            tasks,
+            args.episodes,
+            args.max_steps,
+            main.config.image_size,
+            args.workers,
+            progress,
+        )
         speedups(cl, "ar", "p50")
         report["closed_loop"] = cl
+        if args.workers > 1:
+            notes.append(
+                f"closed loop ran in {args.workers} processes at once: its latencies are not the "
+                "reference (the open-loop table is)"
+            )
         report["closed_loop_setup"] = (
             f"{args.episodes} per task x {len(tasks)} tasks, max {args.max_steps} steps"
         )

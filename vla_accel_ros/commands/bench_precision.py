@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     settings = B.BenchSettings(args.group, args.warmup, args.repeats, strategies, sweep_groups=True)
     training_finished = Path("runs/builtin/model.safetensors").is_file()
-    report: dict = {"command": "vla-accel bench-precision " + shlex.join(sys.argv[2:]),
+    report: dict = {"command": ("vla-accel bench-precision " + shlex.join(sys.argv[2:])).strip(),
                     "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": B.machine_info(),
                     "training_finished": training_finished,
                     "settings": {"group": args.group, "warmup": args.warmup, "repeats": args.repeats}}

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="draft folder (default <checkpoint>/draft)")
     parser.add_argument("--epochs", type=int, default=30, help="passes over the traced frames")
     parser.add_argument("--steps", type=int, default=0, help="exact optimizer steps (overrides --epochs)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-budget", type=float, default=0.0, help="seconds of optimization (0 = none)")

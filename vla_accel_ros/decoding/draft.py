@@ -201,6 +201,9 @@ class EagleDraft(nn.Module):
             "rot": rot,
             "cos": cos[0],
             "sin": sin[0],
+            "causal": torch.ones(
+                self.config.max_positions, self.config.max_positions, dtype=torch.bool
+            ).tril(),
         }
         if self.prefix_proj is not None:
             folded["w_p"], folded["b_p"] = self.prefix_proj.weight, self.prefix_proj.bias
@@ -241,14 +244,13 @@ class EagleDraft(nn.Module):
         start = 0 if prefix_kv is None else prefix_kv[0].shape[2]
         x = F.linear(feats, w["w_f"]) + w["table"][tokens - self.first_action_id]
         h = F.rms_norm(x, (d,), layer.input_layernorm.weight, eps)
-        q, k, v = F.linear(h, w["w_qkv"]).split([nq * hd, nkv * hd, nkv * hd], -1)
-        q = self._rope_heads(w, q.view(b, m, nq, hd).transpose(1, 2), start)
-        k = self._rope_heads(w, k.view(b, m, nkv, hd).transpose(1, 2), start)
-        v = v.view(b, m, nkv, hd).transpose(1, 2)
+        qkv = F.linear(h, w["w_qkv"]).view(b, m, nq + 2 * nkv, hd).transpose(1, 2)
+        qk = self._rope_heads(w, qkv[:, : nq + nkv], start)  # q and k heads rotate alike: one pass
+        q, k, v = qk[:, :nq], qk[:, nq:], qkv[:, nq + nkv :]
         mask = None
         if prefix_kv is not None:
             k, v = torch.cat([prefix_kv[0], k], 2), torch.cat([prefix_kv[1], v], 2)
-            mask = torch.ones(m, start + m, dtype=torch.bool).tril(start)
+            mask = w["causal"][start : start + m, : start + m]
         if nkv != nq:
             k, v = k.repeat_interleave(nq // nkv, 1), v.repeat_interleave(nq // nkv, 1)
         o = F.scaled_dot_product_attention(

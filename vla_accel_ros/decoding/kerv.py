@@ -107,11 +107,16 @@ def decode_kerv(
     kalman_action: np.ndarray | None = None,
     mask: Sequence[bool] | np.ndarray | None = None,
     masked: str = "target",
+    acceptance: ActionUnitAcceptance | None = None,
 ) -> SpecOutput:
-    """One action with KERV; the runtime executes kalman_action[d] for every d in `kalman_filled`."""
+    """One action with KERV; the runtime executes kalman_action[d] for every d in `kalman_filled`.
+
+    `acceptance`: the tokenizer's value table, built once by the caller (else per call).
+    """
     r = check_threshold(threshold)
     fill = fill_ids(tokenizer, kalman_action, mask)
-    accept = ActionUnitAcceptance(tokenizer).criterion(r)  # ~20 us: no cache needed
+    acceptance = acceptance if acceptance is not None else ActionUnitAcceptance(tokenizer)
+    accept = acceptance.criterion(r)
     return speculate(
         model,
         prefill,

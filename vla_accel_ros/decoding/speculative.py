@@ -208,10 +208,11 @@ def speculative_decoders(
     specvla uses the per-call threshold when it is > 0, else its fixed r (9 by default); kerv uses the
     per-call threshold r(t) as is and fills from `kalman_action` when one is given.
     """
-    from vla_accel_ros.decoding.kerv import decode_kerv
+    from vla_accel_ros.decoding.kerv import ActionUnitAcceptance, decode_kerv
 
     n = tokenizer.action_dim
     specvla_r = check_threshold(specvla_r)
+    acceptance = ActionUnitAcceptance(tokenizer)
 
     def spec(prefill: Step, timer: StageTimer, **_: object) -> DecodeOutput:
         return decode_strict(model, prefill, n, draft, timer)
@@ -227,6 +228,8 @@ def speculative_decoders(
         kalman_action: np.ndarray | None = None,
         **_: object,
     ) -> DecodeOutput:
-        return decode_kerv(model, prefill, draft, timer, tokenizer, threshold, kalman_action, mask, masked)
+        return decode_kerv(
+            model, prefill, draft, timer, tokenizer, threshold, kalman_action, mask, masked, acceptance
+        )
 
     return {"spec": spec, "specvla": specvla, "kerv": kerv}

@@ -114,19 +114,21 @@ def kernels(group: int) -> list[Kernel]:
 
 
 def kernel_survey(weights: list[torch.Tensor], tokens: int, group: int, repeats: int,
-                  budget_s: float = 3.0) -> list[dict]:
+                  budget_s: float = 10.0) -> list[dict]:
     """Time every kernel over the decoder's linears at 1 row (decode) and `tokens` rows (prefill).
 
-    A kernel whose pass over all matrices would exceed the budget is timed on the first decoder layer's
-    matrices and scaled by the element count; the table says so.
+    Kernels are timed round-robin, like the models. A kernel whose passes over all matrices would exceed
+    the budget is timed on the first decoder layer's matrices and scaled by the element count (the
+    table says so).
     """
     total = sum(w.numel() for w in weights)
     g = torch.Generator().manual_seed(0)
     xs = {k: torch.randn(tokens, k, generator=g) for k in sorted({w.shape[1] for w in weights})}
     probe = weights[: len(DECODER_LINEARS)]
-    rows = []
+    rows, plans = [], []
     for kernel in kernels(group):
         entry: dict = {"kernel": kernel.name}
+        rows.append(entry)
         try:
             prepared = [kernel.prepare(w) for w in probe]
             first = kernel.run(xs[probe[0].shape[1]][:1].to(kernel.act_dtype), prepared[0]).float()
@@ -137,15 +139,21 @@ def kernel_survey(weights: list[torch.Tensor], tokens: int, group: int, repeats:
             if subset is weights:
                 prepared = [kernel.prepare(w) for w in weights]
             scale = total / sum(w.numel() for w in subset)
-            for rows_, key in ((1, "decode_ms"), (tokens, "prefill_ms")):
-                run = functools.partial(_pass, kernel, prepared, subset, xs, rows_)
-                entry[key] = float(np.median(repeat_ms(run, 1, repeats))) * scale
             entry["measured_on"] = f"{len(subset)} of {len(weights)} matrices" + (
                 "" if subset is weights else f", scaled x{scale:.1f}")
+            plans.append((entry, kernel, subset, prepared, scale))
         except (RuntimeError, NotImplementedError) as err:
             entry["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
-        rows.append(entry)
-        prepared = None
+    samples: list[dict[int, list[float]]] = [{1: [], tokens: []} for _ in plans]
+    for r in range(1 + repeats):  # the first round warms up
+        for i, (_, kernel, subset, prepared, scale) in enumerate(plans):
+            for n_rows in (1, tokens):
+                ms = _pass_ms(kernel, prepared, subset, xs, n_rows) * scale
+                if r:
+                    samples[i][n_rows].append(ms)
+    for (entry, *_), sample in zip(plans, samples, strict=True):
+        entry["decode_ms"] = float(np.median(sample[1]))
+        entry["prefill_ms"] = float(np.median(sample[tokens]))
     return rows
 
 
@@ -154,9 +162,9 @@ def _pass(kernel: Kernel, prepared: list, weights: list[torch.Tensor], xs: dict,
         kernel.run(xs[w.shape[1]][:rows].to(kernel.act_dtype), p)
 
 
-def _pass_ms(kernel: Kernel, prepared: list, weights: list[torch.Tensor], xs: dict, tokens: int) -> float:
+def _pass_ms(kernel: Kernel, prepared: list, weights: list[torch.Tensor], xs: dict, rows: int) -> float:
     t0 = time.perf_counter()
-    _pass(kernel, prepared, weights, xs, tokens)
+    _pass(kernel, prepared, weights, xs, rows)
     return (time.perf_counter() - t0) * 1e3
 
 

@@ -158,8 +158,11 @@ def render(report: dict) -> str:
         "Per action = prefill of the observation and prompt, then autoregressive decoding of "
         f"{real['model']['action_tokens']} action tokens (the first from the prefill's logits), as "
         "Policy.act runs it without image preprocessing; median and p95 over "
-        f"{report['settings']['repeats']} runs after {report['settings']['warmup']} warm-up runs, "
-        "everything measured side by side in this one run.",
+        f"{report['settings']['repeats']} rounds after {report['settings']['warmup']} warm-up rounds; each "
+        "round times every format once (round-robin), so load from other processes falls on all alike."
+        + (" Other processes were running (load average above): absolute times are inflated and p95 "
+           "values show their interference; compare medians side by side."
+           if max(m["load_average_start"][0], m["load_average_end"][0]) > 0.5 * m["logical_cpus"] else ""),
         "",
         "## Targets",
         "",
