@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--device", default="cpu", help="training device: cpu or cuda (GPU)")
     parser.add_argument(
         "--stop-after", type=int, default=0, help="stop after N epochs (resume by re-running)"
     )
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
         stop_after=args.stop_after,
         model=overrides,
         command="vla-accel train " + shlex.join(sys.argv[2:]),

@@ -36,6 +36,7 @@ class TrainConfig:
     shift_px: int = 4
     val_episodes_per_task: int = 2
     threads: int = 0  # 0 = torch default
+    device: str = "cpu"  # "cuda" trains on a GPU; the checkpoint is written for CPU either way
     stop_after: int = 0  # > 0: stop after this many epochs in this call (resume later)
     model: dict = field(default_factory=dict)  # VlaConfig overrides (hidden_size, num_layers, ...)
     command: str = ""
@@ -50,37 +51,50 @@ def _stats(frames: FrameSet) -> dict[str, list[float]]:
     }
 
 
-def _shift(batch: np.ndarray, px: int, rng: np.random.Generator) -> np.ndarray:
-    """Random translation by up to px pixels (edge padding), one offset per sample."""
-    if px == 0:
-        return batch
+def _shift(batch: torch.Tensor, px: int, rng: np.random.Generator) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1], randomly translated by up to px pixels.
+
+    Edge padding, one offset per sample; done with tensor indexing so it runs on the training device.
+    """
     n, h, w, _ = batch.shape
-    padded = np.pad(batch, ((0, 0), (px, px), (px, px), (0, 0)), mode="edge")
+    x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+    if px == 0:
+        return x
     dy, dx = rng.integers(0, 2 * px + 1, size=(2, n))
-    return np.stack([padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
-
-
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    padded = F.pad(x, (px, px, px, px), mode="replicate")
+    dev = batch.device
+    rows = torch.as_tensor(dy, device=dev)[:, None] + torch.arange(h, device=dev)
+    cols = torch.as_tensor(dx, device=dev)[:, None] + torch.arange(w, device=dev)
+    n_idx = torch.arange(n, device=dev)[:, None, None, None]
+    c_idx = torch.arange(3, device=dev)[None, :, None, None]
+    return padded[n_idx, c_idx, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 class _Batches:
-    def __init__(self, frames: FrameSet, config: VlaConfig, tok: ActionTokenizer, prompts: PromptTokenizer):
-        self.frames = frames
+    """Every training tensor, held once on the training device (images stay uint8 until a batch)."""
+
+    def __init__(
+        self,
+        frames: FrameSet,
+        config: VlaConfig,
+        tok: ActionTokenizer,
+        prompts: PromptTokenizer,
+        device: torch.device,
+    ):
         self.config = config
-        self.action_ids = torch.from_numpy(tok.encode(frames.actions))
+        self.device = device
+        self.images = {c: torch.from_numpy(frames.images[c]).to(device) for c in config.cameras}
+        self.action_ids = torch.from_numpy(tok.encode(frames.actions)).to(device)
         unique = sorted(set(frames.instructions))
         table = {s: prompts.encode(s, config.prompt_length) for s in unique}
-        self.prompt_ids = torch.tensor([table[s] for s in frames.instructions], dtype=torch.long)
+        self.prompt_ids = torch.tensor([table[s] for s in frames.instructions], dtype=torch.long).to(device)
         mean = np.asarray(config.state_mean, dtype=np.float32)
         std = np.asarray(config.state_std, dtype=np.float32)
-        self.states = torch.from_numpy((frames.joints - mean) / std)
+        self.states = torch.from_numpy((frames.joints - mean) / std).to(device)
 
     def get(self, idx: np.ndarray, shift_px: int, rng: np.random.Generator):
-        images = {
-            c: _to_tensor(_shift(self.frames.images[c][idx], shift_px, rng)) for c in self.config.cameras
-        }
-        t = torch.from_numpy(idx)
+        t = torch.from_numpy(idx).to(self.device)
+        images = {c: _shift(self.images[c][t], shift_px, rng) for c in self.config.cameras}
         return images, self.states[t], self.prompt_ids[t], self.action_ids[t]
 
 
@@ -116,11 +130,12 @@ def _evaluate(model: VlaModel, batches: _Batches, idx: np.ndarray, bs: int) -> d
 
 def _save_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched, info: dict) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(path / "model.safetensors"))
     opt_tensors: dict[str, torch.Tensor] = {"torch_rng": torch.get_rng_state()}
     for i, state in opt.state_dict()["state"].items():
         for k, v in state.items():
-            opt_tensors[f"{i}.{k}"] = torch.as_tensor(v).contiguous()
+            opt_tensors[f"{i}.{k}"] = torch.as_tensor(v).cpu().contiguous()
     save_file(opt_tensors, str(path / "optimizer.safetensors"))
     # param_groups carry the scheduled lr and (one-cycle) momentum of the next step
     groups = opt.state_dict()["param_groups"]
@@ -128,7 +143,7 @@ def _save_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched, 
     (path / "state.json").write_text(json.dumps(state, indent=1))
 
 
-def _load_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched) -> dict:
+def _load_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched, device: torch.device) -> dict:
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     tensors = load_file(str(path / "optimizer.safetensors"))
     torch.set_rng_state(tensors.pop("torch_rng"))
@@ -136,7 +151,7 @@ def _load_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched) 
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, v in tensors.items():
         i, k = key.split(".", 1)
-        state.setdefault(int(i), {})[k] = v
+        state.setdefault(int(i), {})[k] = v if k == "step" else v.to(device)
     info = json.loads((path / "state.json").read_text())
     sd["state"] = state
     sd["param_groups"] = info.pop("param_groups")
@@ -161,8 +176,9 @@ def train(cfg: TrainConfig) -> dict:
         }
     )
     tok = ActionTokenizer(config.action_q01, config.action_q99, config.vocab_size, config.n_bins)
-    model = VlaModel(config)
-    batches = _Batches(frames, config, tok, prompts)
+    device = torch.device(cfg.device)
+    model = VlaModel(config).to(device)
+    batches = _Batches(frames, config, tok, prompts, device)
     train_idx, val_idx = _split(frames, cfg.val_episodes_per_task)
     steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -177,7 +193,7 @@ def train(cfg: TrainConfig) -> dict:
     state_dir = cfg.out / "train_state"
     start_epoch, elapsed, history = 0, 0.0, []
     if (state_dir / "state.json").is_file():
-        info = _load_state(state_dir, model, opt, sched)
+        info = _load_state(state_dir, model, opt, sched, device)
         start_epoch, elapsed, history = info["epoch"], info["elapsed_s"], info["history"]
         print(f"resuming after epoch {start_epoch}")
     n_params = sum(p.numel() for p in model.parameters())
@@ -222,10 +238,11 @@ def train(cfg: TrainConfig) -> dict:
         "tasks": sorted(set(frames.tasks)),
         "parameters": n_params,
         "train_seconds": round(elapsed, 1),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "this CPU",
         "history": history,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
     }
-    save_checkpoint(model.eval(), cfg.out, card=_card(summary))
+    save_checkpoint(model.cpu().eval(), cfg.out, card=_card(summary))
     (cfg.out / "training.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -240,9 +257,11 @@ def _card(summary: dict) -> str:
         info = json.loads(manifest.read_text())
         per_task = {t: v.get("seeds", []) for t, v in info.get("tasks", {}).items()}
         spans = {f"{min(v)}-{max(v)}" for v in per_task.values() if v}
-        seeds = (f"- demonstration seeds per task: {', '.join(sorted(spans))} (expert failures dropped); "
-                 f"evaluation uses seeds from {info.get('eval_seed_base', '?')} on (never trained on); "
-                 f"demos made by `{info.get('command', '?')}`")
+        seeds = (
+            f"- demonstration seeds per task: {', '.join(sorted(spans))} (expert failures dropped); "
+            f"evaluation uses seeds from {info.get('eval_seed_base', '?')} on (never trained on); "
+            f"demos made by `{info.get('command', '?')}`"
+        )
     lines = [
         "# vla_accel_ros built-in policy",
         "",
@@ -254,7 +273,8 @@ def _card(summary: dict) -> str:
         f"- demonstrations: {summary['episodes']} episodes, {summary['frames']} frames ({cfg['data']})",
         seeds,
         f"- parameters: {summary['parameters'] / 1e6:.2f} M",
-        f"- training: {len(summary['history'])} epochs, {summary['train_seconds'] / 60:.1f} min, this CPU",
+        f"- training: {len(summary['history'])} epochs, {summary['train_seconds'] / 60:.1f} min on "
+        f"{summary.get('device_name', 'this CPU')}",
         f"- seed {cfg['seed']}; final train loss {last.get('train_loss', nan):.3f}; on held-out episodes "
         f"token accuracy {last.get('val_token_acc', nan):.3f}, "
         f"within 2 bins {last.get('val_within2', nan):.3f}",

@@ -198,7 +198,7 @@ def train_draft(cfg: DraftTrainConfig) -> dict:
     tc = target.config
     frames = load_frames(cfg.data, tc.cameras)
     tok = ActionTokenizer(tc.action_q01, tc.action_q99, tc.vocab_size, tc.n_bins)
-    batches = _Batches(frames, tc, tok, PromptTokenizer(tc.prompt_vocab))
+    batches = _Batches(frames, tc, tok, PromptTokenizer(tc.prompt_vocab), torch.device("cpu"))
     train_idx, val_idx = _split(frames, cfg.val_episodes_per_task)
     rng = np.random.default_rng(cfg.seed)
     if cfg.max_frames and len(train_idx) > cfg.max_frames:
