@@ -4,6 +4,8 @@
     ros2 launch vla_accel_ros robot.launch.py params_file:=/path/to/my.yaml dry_run:=false \
         calibration_file:=/path/to/calibration.yaml \
         camera_topic:=/head_camera/image_raw command_topic:=/servo_node/delta_twist_cmds
+    ros2 launch vla_accel_ros robot.launch.py params_file:=/path/to/joint_space.yaml \
+        command_topic:=/joint_trajectory_controller/joint_trajectory ee_pose_topic:=/my_arm/ee_pose
 
 Each node reads params_file, then calibration_file, then overrides_file (the last value wins); the
 two later ones default to params_file itself, i.e. nothing extra.
@@ -63,7 +65,14 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "command_topic",
             default_value="arm/command",
-            description="Arm command (VlaAction, or TwistStamped with output_type twist)",
+            description="Arm command: VlaAction, TwistStamped (output_type twist) or JointTrajectory "
+            "(output_type joint_trajectory)",
+        ),
+        DeclareLaunchArgument(
+            "ee_pose_topic",
+            default_value="ee_pose",
+            description="End-effector pose (geometry_msgs/PoseStamped in action_frame) for the controller's "
+            "workspace box (read only when workspace_min/max are set)",
         ),
         DeclareLaunchArgument(
             "executed_action_topic",
@@ -76,6 +85,7 @@ def generate_launch_description() -> LaunchDescription:
         ("wrist_camera/image_raw", LaunchConfiguration("wrist_camera_topic")),
         ("joint_states", LaunchConfiguration("joint_states_topic")),
         ("arm/command", LaunchConfiguration("command_topic")),
+        ("ee_pose", LaunchConfiguration("ee_pose_topic")),
         ("arm/executed_action", LaunchConfiguration("executed_action_topic")),
     ]
     common = {"package": PACKAGE, "namespace": namespace, "remappings": remappings, "output": "screen"}

@@ -6,9 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from test_action_space import ARM, JOINT8, OPENVLA
 from vla_accel_ros.msg import VlaAction
 
+from vla_accel_ros.control.action_space import META_WORLD
 from vla_accel_ros.kinematics import KinematicProxies, ProxyCalibration
 from vla_accel_ros.policy.runtime import ActionResult
 from vla_accel_ros.ros import convert as C
@@ -189,6 +192,42 @@ def test_twist_from_action_and_back():
         C.twist_from_action(np.zeros(5), 0.1, 0.5, STAMP, "")
     with pytest.raises(C.ConversionError, match="NaN"):
         C.twist_from_action(np.array([math.nan, 0, 0, 0]), 0.1, 0.5, STAMP, "")
+
+
+def test_twist_for_a_declared_space():
+    msg = C.twist_for_space(np.array([0.2, -0.4, 0.0, 1.0]), META_WORLD, 10.0, STAMP)
+    assert (msg.twist.linear.x, msg.twist.linear.y) == pytest.approx((0.02, -0.04))
+    assert msg.header.frame_id == "base_link" and C.stamp_to_ns(msg.header.stamp) == STAMP
+    msg = C.twist_for_space(np.array([0, 0, 0.5, 0.1, 0, -0.2, 1.0]), OPENVLA, 10.0, STAMP)
+    assert msg.twist.linear.z == pytest.approx(0.1) and msg.header.frame_id == "tool0"
+    assert (msg.twist.angular.x, msg.twist.angular.z) == pytest.approx((0.1, -0.2))
+    with pytest.raises(C.ConversionError, match="7 values, the action space 4"):
+        C.twist_for_space(np.zeros(7), META_WORLD, 10.0, STAMP)
+
+
+def test_joint_trajectory_one_point_from_the_current_positions():
+    current = dict.fromkeys(ARM, 0.5) | {"finger_joint": 0.02}
+    msg = C.joint_trajectory(np.array([1.0, 0, 0, 0, 0, 0, -1.0, 1.0]), JOINT8, current, 0.1)
+    assert list(msg.joint_names) == [*ARM, "finger_joint"] and len(msg.points) == 1
+    point = msg.points[0]
+    assert list(point.positions) == pytest.approx([0.55, 0.5, 0.5, 0.5, 0.5, 0.5, 0.45, 0.04])  # +1 = open
+    assert (point.time_from_start.sec, point.time_from_start.nanosec) == (0, 100_000_000)
+    assert C.stamp_to_ns(msg.header.stamp) == 0  # the controller starts it on receipt
+    kept = C.joint_trajectory(np.zeros(8), JOINT8, current, 2.5, keep_gripper=True)
+    assert kept.points[0].positions[7] == pytest.approx(0.02) and kept.points[0].time_from_start.sec == 2
+    with pytest.raises(C.ConversionError, match="no joint_states position for joint 'finger_joint'"):
+        C.joint_trajectory(np.zeros(8), JOINT8, dict.fromkeys(ARM, 0.0), 0.1)
+    with pytest.raises(C.ConversionError, match="NaN"):
+        C.joint_trajectory(np.full(8, math.nan), JOINT8, current, 0.1)
+
+
+def test_pose_position_refuses_non_finite():
+    msg = PoseStamped()
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = 0.4, -0.1, 0.3
+    assert C.pose_position(msg).tolist() == pytest.approx([0.4, -0.1, 0.3])
+    msg.pose.position.y = math.inf
+    with pytest.raises(C.ConversionError, match="not finite"):
+        C.pose_position(msg)
 
 
 def test_kinematic_state_from_the_proxies():

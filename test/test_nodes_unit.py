@@ -16,14 +16,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.parameter import Parameter
 from ros_fixtures import diagnostics_from, ros_harness
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
+from test_action_space import ARM, JOINT8, OPENVLA
+from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, VlaAction
 
+from vla_accel_ros.control.action_space import META_WORLD, ActionSpace
 from vla_accel_ros.ros import convert as C
 from vla_accel_ros.ros.controller_node import ControllerNode
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, level_of
@@ -437,16 +440,55 @@ def test_controller_clips_to_the_limits(ros):
     assert commands[0].action[0] == pytest.approx(0.1)
 
 
-def test_controller_dry_run_never_commands_the_arm(ros):
-    node, pub = start_controller(ros, max_rate_hz=1000.0)  # dry_run defaults to true
-    commands = ros.collect(VlaAction, "arm/command", command_qos())
+def space_params(space: ActionSpace) -> dict:
+    """Controller parameter overrides declaring `space` (clip to [-1, 1] in every dim)."""
+    return dict(
+        action_names=list(space.names),
+        action_kinds=list(space.kinds),
+        action_units=list(space.units),
+        action_scales=list(space.scales),
+        action_frame=space.frame or "base_link",
+        gripper_open_value=space.gripper_open_value,
+        gripper_closed_value=space.gripper_closed_value,
+        **({"joint_names": list(space.joint_names)} if space.joint_names else {}),
+        action_min=[-1.0] * space.dim,
+        action_max=[1.0] * space.dim,
+    )
+
+
+JOINT_POSITIONS = dict.fromkeys(ARM, 0.5) | {"finger_joint": 0.01}
+
+
+def publish_joint_states(ros, node, positions=JOINT_POSITIONS) -> None:
+    pub = ros.publisher(JointState, "joint_states", joint_states_qos())
+    pub.publish(
+        C.arrays_to_joint_state(list(positions), np.array(list(positions.values())), None, now_ns(ros))
+    )
+    assert ros.spin_until(lambda: node._joints_ns is not None, 5.0)
+
+
+COMMANDS = {"vla_action": VlaAction, "twist": TwistStamped, "joint_trajectory": JointTrajectory}
+
+
+@pytest.mark.parametrize("output", list(COMMANDS))
+def test_controller_dry_run_never_commands_the_arm(ros, output):
+    """Not for accepted actions, refusals, nor watchdog holds, whatever the output type."""
+    space = JOINT8 if output == "joint_trajectory" else OPENVLA
+    node, pub = start_controller(
+        ros, output_type=output, max_rate_hz=1000.0, **space_params(space)
+    )  # dry_run defaults to true
+    commands = ros.collect(COMMANDS[output], "arm/command", command_qos())
     safe = ros.collect(VlaAction, "vla/action_safe", vla_qos())
+    if output == "joint_trajectory":
+        publish_joint_states(ros, node)
     assert ros.spin_until(lambda: node._arm_pub.get_subscription_count() >= 1)
     for i in range(3):
-        pub.publish(raw_action(now_ns(ros)))
+        pub.publish(raw_action(now_ns(ros), action=[0.1] * (space.dim - 1) + [1.0]))
         assert ros.spin_until(lambda n=i + 1: len(safe) >= n, 5.0)
+    pub.publish(raw_action(now_ns(ros), action=[math.nan] * space.dim))  # refused
+    assert ros.spin_until(lambda: node._counts["holds"] >= 2, 5.0)  # a safety hold, then the watchdog's
     ros.spin_for(0.3)
-    assert not commands
+    assert not commands and node._counts["commands"] == 0
 
 
 def test_controller_rate_limit_drops_commands_that_come_too_fast(ros):
@@ -557,12 +599,131 @@ def test_controller_episode_start_resets_to_the_top_mode(ros):
 
 
 def test_controller_twist_output(ros):
-    node, pub = start_controller(ros, dry_run=False, output_type="twist", twist_linear_scale=0.5)
+    # The default (Meta-World) space: 0.01 m per unit and step at control_rate_hz 10 -> 0.1 m/s per unit.
+    node, pub = start_controller(ros, dry_run=False, output_type="twist")
     twists = ros.collect(TwistStamped, "arm/command", command_qos())
     pub.publish(raw_action(now_ns(ros), action=(0.2, -0.4, 0.0, 1.0)))
     assert ros.spin_until(lambda: twists, 5.0)
     lin = twists[0].twist.linear
-    assert (lin.x, lin.y, lin.z) == pytest.approx((0.1, -0.2, 0.0))
+    assert (lin.x, lin.y, lin.z) == pytest.approx((0.02, -0.04, 0.0))
+    assert twists[0].header.frame_id == META_WORLD.frame
+
+
+SEVEN = (0.5, 0.0, -0.5, 0.2, 0.0, -0.4, 1.0)
+
+
+@pytest.mark.parametrize(
+    "output, space, action",
+    [
+        ("vla_action", OPENVLA, SEVEN),
+        ("twist", OPENVLA, SEVEN),
+        ("vla_action", JOINT8, (0.4, 0, 0, 0, 0, 0, -0.4, -1.0)),
+        ("joint_trajectory", JOINT8, (0.4, 0, 0, 0, 0, 0, -0.4, -1.0)),
+    ],
+)
+def test_controller_output_types_follow_the_declared_space(ros, output, space, action):
+    node, pub = start_controller(ros, dry_run=False, output_type=output, **space_params(space))
+    commands = ros.collect(COMMANDS[output], "arm/command", command_qos())
+    if output == "joint_trajectory":
+        publish_joint_states(ros, node)
+    pub.publish(raw_action(now_ns(ros), action=action))
+    assert ros.spin_until(lambda: commands, 5.0)
+    cmd = commands[0]
+    if output == "vla_action":
+        assert list(cmd.action) == pytest.approx(action)
+    elif output == "twist":  # 0.02 m and 0.1 rad per unit and step, at 10 Hz, in tool0
+        assert cmd.header.frame_id == "tool0"
+        assert (cmd.twist.linear.x, cmd.twist.linear.z) == pytest.approx((0.1, -0.1))
+        assert (cmd.twist.angular.x, cmd.twist.angular.z) == pytest.approx((0.2, -0.4))
+    else:  # 0.05 rad per unit from the current 0.5; gripper -1 = closed = 0.0 m; 1 / control_rate_hz
+        assert list(cmd.joint_names) == [*ARM, "finger_joint"]
+        assert list(cmd.points[0].positions) == pytest.approx([0.52, 0.5, 0.5, 0.5, 0.5, 0.5, 0.48, 0.0])
+        assert cmd.points[0].time_from_start.nanosec == 100_000_000
+
+
+def test_controller_joint_trajectory_holds_at_the_current_positions(ros):
+    diags = Diagnostics(ros)
+    node, pub = start_controller(
+        ros,
+        dry_run=False,
+        output_type="joint_trajectory",
+        max_joint_delta=0.5,
+        watchdog_timeout_s=5.0,  # no watchdog hold among the commands checked
+        **space_params(JOINT8),
+    )
+    commands = ros.collect(JointTrajectory, "arm/command", command_qos())
+    assert ros.spin_until(lambda: node._arm_pub.get_subscription_count() >= 1)
+    pub.publish(raw_action(now_ns(ros), action=[0.1] * 7 + [1.0]))  # no joint_states yet: refused
+    assert "no joint_states received" in diags.wait("controller_node", WARN, "action refused").message
+    publish_joint_states(ros, node)
+    pub.publish(raw_action(now_ns(ros), action=[0.1] * 7 + [1.0]))
+    assert ros.spin_until(lambda: len(commands) == 1, 5.0)
+    pub.publish(raw_action(now_ns(ros), action=[0.9] + [0.0] * 6 + [1.0]))  # max_joint_delta 0.9 > 0.5
+    assert ros.spin_until(lambda: len(commands) == 2, 5.0)
+    assert list(commands[1].points[0].positions) == pytest.approx([0.5] * 7 + [0.04])  # stays, gripper kept
+    status = diags.wait("controller_node", WARN, "max_joint_delta 0.9 > 0.5 (over by 0.4)")
+    assert {kv.key: kv.value for kv in status.values}["last_violation"] == "max_joint_delta"
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (dict(output_type="joint_trajectory"), "cannot take end-effector deltas"),
+        (dict(output_type="twist", **space_params(JOINT8)), "'twist' needs end-effector dims"),
+        (
+            dict(output_type="joint_trajectory", **{**space_params(JOINT8), "joint_names": ARM[:3]}),
+            "joint_names",
+        ),
+        (dict(action_units=["m", "m", "m"]), "action_units: 3 values, action_names has 4"),
+        (dict(action_kinds=["translation"] * 3 + ["claw"]), r"action_kinds\[3\]"),
+        (dict(action_units=["m", "m", "furlong", "normalized"]), r"action_units\[2\]: 'furlong'"),
+        (dict(workspace_min=[0.0, 0.0, 0.0], workspace_max=[1.0, 1.0]), "workspace_max"),
+        (dict(workspace_min=[0.0] * 3, workspace_max=[1.0] * 3, **space_params(JOINT8)), "translation dims"),
+    ],
+)
+def test_controller_refuses_to_start_with_a_bad_action_space(ros, overrides, fragment):
+    with pytest.raises(ParameterError, match=fragment):
+        ControllerNode(context=ros.context, parameter_overrides=params(**overrides))
+
+
+def ee_pose(ros, xyz, frame="base_link") -> PoseStamped:
+    msg = PoseStamped(header=C.header(now_ns(ros), frame))
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = xyz
+    return msg
+
+
+def test_controller_workspace_box_holds_and_reports_the_excess(ros):
+    diags = Diagnostics(ros)
+    box = dict(workspace_min=[0.0, 0.0, 0.0], workspace_max=[0.5, 0.5, 0.5])
+    node, pub = start_controller(ros, dry_run=False, max_rate_hz=1000.0, watchdog_timeout_s=5.0, **box)
+    commands = ros.collect(VlaAction, "arm/command", command_qos())
+    assert ros.spin_until(lambda: node._arm_pub.get_subscription_count() >= 1)
+    pub.publish(raw_action(now_ns(ros)))  # a box without an end-effector pose: nothing moves
+    assert "no ee_pose" in diags.wait("controller_node", WARN, "action refused").message
+    poses = ros.publisher(PoseStamped, "ee_pose", vla_qos())
+    poses.publish(ee_pose(ros, (0.25, 0.25, 0.25)))
+    assert ros.spin_until(lambda: node._ee is not None, 5.0)
+    pub.publish(raw_action(now_ns(ros), action=(0.5, 0.0, 0.0, 1.0)))
+    assert ros.spin_until(lambda: len(commands) == 1, 5.0)
+    poses.publish(ee_pose(ros, (0.497, 0.25, 0.25)))  # 0.5 x 0.01 m would end 2 mm outside
+    assert ros.spin_until(lambda: node._ee[0] == pytest.approx(0.497), 5.0)
+    pub.publish(raw_action(now_ns(ros), action=(0.5, 0.0, 0.0, 1.0)))
+    pub.publish(raw_action(now_ns(ros), action=(0.5, 0.0, 0.0, 1.0)))
+    status = diags.wait("controller_node", WARN, "workspace 0.002 > 0 (over by 0.002)")
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["last_violation"] == "workspace" and float(
+        values["last_violation_excess"]
+    ) == pytest.approx(0.002)
+    assert ros.spin_until(lambda: len(commands) == 2, 5.0)
+    ros.spin_for(0.2)
+    assert len(commands) == 2  # one hold per run of refusals
+    assert (
+        list(commands[1].action) == pytest.approx([0, 0, 0, 1.0])
+        and commands[1].fallback_reason == "safety hold"
+    )
+    poses.publish(ee_pose(ros, (0.25, 0.25, 0.25), frame="tool0"))  # another frame: not used
+    diags.wait("controller_node", WARN, "bad ee_pose")
+    assert node._ee[0] == pytest.approx(0.497)
 
 
 def test_controller_refuses_a_bad_run_time_parameter_and_keeps_the_old_value(ros):

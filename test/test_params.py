@@ -92,6 +92,18 @@ def test_defaults_are_valid_and_required_parameters_exist():
         "threshold_direction",
         "fluctuation_lo",
         "fluctuation_hi",
+        "action_names",
+        "action_kinds",
+        "action_units",
+        "action_scales",
+        "action_frame",
+        "gripper_open_value",
+        "gripper_closed_value",
+        "joint_names",
+        "control_rate_hz",
+        "max_joint_delta",
+        "workspace_min",
+        "workspace_max",
     } <= names["controller_node"]
     assert {
         "task",
@@ -162,7 +174,12 @@ def test_default_yaml_is_what_config_holds():
         (P.ControllerParams, "watchdog_timeout_s", -1.0, "watchdog_timeout_s"),
         (P.KinematicsParams, "history_length", 1, "history_length"),
         (P.InferenceParams, "trigger", "sometimes", "trigger"),
-        (P.ControllerParams, "output_type", "joint_trajectory", "output_type"),
+        (P.ControllerParams, "output_type", "servo", "output_type"),
+        (P.ControllerParams, "output_type", "joint_trajectory", "output_type: 'joint_trajectory' cannot"),
+        (P.ControllerParams, "action_units", ["m", "m", "m"], "action_units: 3 values, action_names has 4"),
+        (P.ControllerParams, "action_kinds", ["translation"] * 3 + ["grip"], "action_kinds"),
+        (P.ControllerParams, "action_min", [-1.0] * 7, "action_min: 7 values, action_names has 4"),
+        (P.ControllerParams, "workspace_min", [0.0, 0.0, 0.0], "workspace_max"),
         (P.ControllerParams, "r_min", 20.0, "r_min"),
         (P.SimArmParams, "task", "juggle", "task"),
     ],
@@ -239,6 +256,33 @@ def test_array_parameters_keep_their_element_rules(ros):
     good = node.set_parameters([Parameter("action_max", value=[0.5, 0.5, 0.5, 1.0])])[0]
     assert good.successful and handle.values.action_max == (0.5, 0.5, 0.5, 1.0)
     assert node.describe_parameter("action_min").type == ParameterType.PARAMETER_DOUBLE_ARRAY
+
+
+def test_empty_arrays_mean_off_through_rcl_and_the_table(ros, tmp_path):
+    """rclpy cannot type `[]`: an optional array is declared by type alone, and rcl's `[]` reads as off."""
+    assert P.ControllerParams().workspace_min == () and P.ControllerParams().joint_names == ()
+    with pytest.raises(P.ParameterError, match="action_names: must not be empty"):
+        P.ControllerParams(action_names=())
+    box = tmp_path / "box.yaml"
+    box.write_text(
+        "/**/controller_node:\n  ros__parameters:\n    workspace_min: [0.2, -0.5, 0.0]\n"
+        "    workspace_max: [0.8, 0.5, 0.6]\n    joint_names: []\n"
+    )
+    context = Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(box)], context=context, domain_id=ros.domain_id)
+    try:
+        node = Node("controller_node", context=context)
+        handle = P.declare_params(node, P.ControllerParams)
+        assert handle.values.workspace_min == (0.2, -0.5, 0.0) and handle.values.joint_names == ()
+        assert node.describe_parameter("joint_names").type == ParameterType.PARAMETER_STRING_ARRAY
+        moved = node.set_parameters([Parameter("workspace_max", value=[0.9, 0.5, 0.6])])[0]
+        assert not moved.successful and "read-only" in moved.reason  # ee_pose is subscribed at start-up
+        node.destroy_node()
+    finally:
+        context.try_shutdown()
+    assert parse_set(["controller_node.workspace_min=[]"]) == {"controller_node": {"workspace_min": ()}}
+    with pytest.raises(P.ParameterError, match="workspace_min must be <= workspace_max"):
+        P.ControllerParams(workspace_min=(0.2, 0.0, 0.0), workspace_max=(0.1, 1.0, 1.0))
 
 
 def test_set_overrides_are_typed_from_the_table():

@@ -93,6 +93,10 @@ def test_limits_validation():
         SafetyLimits(4, workspace_min=[0, 0, 0])
     with pytest.raises(ValueError, match="max_translation"):
         SafetyLimits(4, max_translation=-1.0)
+    with pytest.raises(ValueError, match="4 or 7 without kinds"):
+        SafetyLimits(8)
+    with pytest.raises(ValueError, match="translation_scale"):
+        SafetyLimits(4, translation_scale=[0.1, 0.0, 0.1])
     with pytest.raises(ValueError, match="unknown keys"):
         SafetyLimits.from_dict({"action_dim": 4, "max_speed": 1.0})
     assert SafetyLimits.from_dict({"action_dim": 4, "max_translation": 0.5}).max_translation == 0.5
@@ -102,30 +106,77 @@ def test_hold_action():
     assert hold_action(4).tolist() == [0, 0, 0, 0]
     assert hold_action(7, last_gripper=1.0).tolist() == [0, 0, 0, 0, 0, 0, 1.0]
     assert hold_action(4, last_gripper=math.nan).tolist() == [0, 0, 0, 0]
+    assert hold_action(3, last_gripper=0.5, gripper_dim=0).tolist() == [0.5, 0, 0]
+    assert hold_action(3, last_gripper=0.5, gripper_dim=None).tolist() == [0, 0, 0]
 
 
-@settings(max_examples=120, deadline=None)
-@given(
-    st.lists(
-        st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=7, max_size=7),
-        min_size=1,
-        max_size=6,
-    )
+LIM4_BOX = SafetyLimits(
+    action_dim=4,
+    max_translation=1.2,
+    clip_min=[-1, -1, -1, -1],
+    clip_max=[1, 1, 1, 1],
+    max_gripper_change=2.0,
+    workspace_min=[0.0, 0.0, 0.0],
+    workspace_max=[0.1, 0.1, 0.1],
+    translation_scale=0.01,
 )
-def test_any_passed_action_lies_within_limits(actions):
-    g = SafetyGuard(LIM7, initial_gripper=0.0)
-    lo, hi = np.array(LIM7.clip_min), np.array(LIM7.clip_max)
+LIM8_JOINTS = SafetyLimits(
+    action_dim=8,
+    kinds=("joint",) * 7 + ("gripper",),
+    max_joint_delta=0.4,
+    clip_min=[-0.5] * 7 + [-1],
+    clip_max=[0.5] * 7 + [1],
+    max_gripper_change=0.5,
+)
+
+
+def _kind_dims(lim: SafetyLimits, kind: str) -> list[int]:
+    return lim._arrays["dims"][kind]
+
+
+@pytest.mark.parametrize("lim", [LIM7, LIM4_BOX, LIM8_JOINTS], ids=["7-D", "4-D box", "8-D joints"])
+@settings(max_examples=120, deadline=None)
+@given(data=st.data())
+def test_any_passed_action_lies_within_limits(lim, data):
+    """Whatever the model sends (NaN, inf, huge, wrong values), an accepted action obeys every limit."""
+    n = lim.action_dim
+    floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
+    actions = data.draw(st.lists(st.lists(floats, min_size=n, max_size=n), min_size=1, max_size=6))
+    ee = data.draw(st.lists(st.floats(-0.05, 0.15), min_size=3, max_size=3)) if lim.workspace_min else None
+    g = SafetyGuard(lim, initial_gripper=0.0)
+    lo, hi = np.array(lim.clip_min), np.array(lim.clip_max)
     for a in actions:
         before = g.last_gripper
-        v = g.check(np.array(a))
+        v = g.check(np.array(a), ee_position=None if ee is None else np.array(ee))
         if not v.ok:
             assert v.action is None and g.last_gripper == before
             continue
         out = v.action.astype(np.float64)
-        assert out.shape == (7,) and np.isfinite(out).all()
+        assert out.shape == (n,) and np.isfinite(out).all()
         assert (out >= lo).all() and (out <= hi).all()  # the bounds are exact in float32
-        assert np.linalg.norm(out[:3]) <= 0.8 and np.linalg.norm(out[3:6]) <= 0.3
-        assert abs(out[6] - before) <= 0.5
+        for dims, bound in (
+            (_kind_dims(lim, "translation"), lim.max_translation),
+            (_kind_dims(lim, "rotation"), lim.max_rotation),
+        ):
+            if bound is not None:
+                assert np.linalg.norm(out[dims]) <= bound
+        if lim.max_joint_delta is not None:
+            assert np.abs(out[_kind_dims(lim, "joint")]).max() <= lim.max_joint_delta
+        assert abs(out[lim.gripper_dim] - before) <= lim.max_gripper_change
+        if ee is not None:
+            p, box_lo, box_hi = np.array(ee), np.array(lim.workspace_min), np.array(lim.workspace_max)
+            after = p + 0.01 * out[:3]
+            outside_now = np.linalg.norm(np.maximum(0, np.maximum(box_lo - p, p - box_hi)))
+            outside_after = np.linalg.norm(np.maximum(0, np.maximum(box_lo - after, after - box_hi)))
+            assert outside_after == 0.0 or outside_after < outside_now  # inside, or coming back
+
+
+def test_violations_say_by_how_much():
+    v = SafetyGuard(LIM4_BOX).check(np.array([1.0, 0, 0, 0]), ee_position=np.array([0.095, 0.05, 0.05]))
+    assert v.violations == [("workspace", pytest.approx(0.005), 0.0)]
+    assert v.reason == "hold: workspace 0.005 > 0 (over by 0.005)"
+    v = SafetyGuard(LIM7).check(np.array([0.6, 0.8, 0.0, 0.3, 0.4, 0.0, 0.0]))
+    assert v.reason == "hold: max_translation 1 > 0.8 (over by 0.2); max_rotation 0.5 > 0.3 (over by 0.2)"
 
 
 # --- watchdog ----------------------------------------------------------------------------------------------

@@ -230,7 +230,8 @@ def _is_hold(msg: Any) -> bool:
         return all(
             v == 0.0 for v in (t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z)
         )
-    return msg.fallback_reason == "watchdog hold" and all(v == 0.0 for v in list(msg.action)[:-1])
+    holds = ("watchdog hold", "safety hold")  # the controller's holds: after a timeout, after a refusal
+    return msg.fallback_reason in holds and all(v == 0.0 for v in list(msg.action)[:-1])
 
 
 def _within_limits(msg: Any) -> bool:

@@ -3,12 +3,17 @@
 Policy (why: a hold costs one control step, a bad action can cost the arm):
 - wrong length, non-numeric, NaN/inf -> not ok (hold);
 - outside the per-dimension [clip_min, clip_max] -> clipped, still ok (the reason and `clipped` say which);
-- on the clipped action: translation norm above max_translation, rotation norm above max_rotation (7-D),
-  gripper change above max_gripper_change, or a move that leaves the workspace box -> not ok (hold), with
-  each limit broken and by how much in `violations`.
+- on the clipped action: translation norm above max_translation, rotation norm above max_rotation, a joint
+  delta above max_joint_delta, gripper change above max_gripper_change, or a move that leaves the workspace
+  box -> not ok (hold), with each limit broken and by how much in `violations` (and the reason text).
+
+Which dims are translation, rotation, joint or gripper comes from `kinds` (the declared action space,
+vla_accel_ros.control.action_space); without it the built-in layouts apply: 4-D (dx, dy, dz, gripper) and
+7-D (dx, dy, dz, droll, dpitch, dyaw, gripper).
 
 The workspace check needs the current end-effector position (`ee_position`) and `translation_scale` (position
-units per action unit, e.g. Meta-World moves 1/100 m per unit); it predicts ee + scale * a^xyz. A move is
+units per action unit and step, one value or one per axis, e.g. Meta-World moves 1/100 m per unit); it
+predicts ee + scale * a^xyz. A move is
 refused when that target lies outside the box, unless it brings an arm that is already outside closer to it
 (so the arm can always recover). Without ee_position the workspace check is skipped. Every limit is optional.
 
@@ -23,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+
+from vla_accel_ros.control.action_space import KINDS
 
 Violation = tuple[str, float, float]  # (limit name, value, limit)
 
@@ -53,19 +60,30 @@ class SafetyLimits:
     max_gripper_change: float | None = None
     workspace_min: Sequence[float] | None = None
     workspace_max: Sequence[float] | None = None
-    translation_scale: float = 1.0
+    translation_scale: float | Sequence[float] = 1.0
+    kinds: Sequence[str] | None = None  # per dim, from the action space; None: the 4-D / 7-D layout
+    max_joint_delta: float | None = None
     _arrays: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.action_dim not in (4, 7):
-            raise ValueError(f"SafetyLimits.action_dim must be 4 or 7, got {self.action_dim!r}")
-        for name in ("max_translation", "max_rotation", "max_gripper_change"):
+        for name in ("max_translation", "max_rotation", "max_gripper_change", "max_joint_delta"):
             _opt_positive(name, getattr(self, name))
-        if self.max_rotation is not None and self.action_dim != 7:
-            raise ValueError("SafetyLimits.max_rotation applies to 7-D actions only")
-        if not (math.isfinite(self.translation_scale) and self.translation_scale > 0):
-            raise ValueError(f"SafetyLimits.translation_scale must be > 0, got {self.translation_scale!r}")
         arr = self._arrays
+        arr["workspace_min"] = _opt_vector("workspace_min", self.workspace_min, 3)
+        arr["workspace_max"] = _opt_vector("workspace_max", self.workspace_max, 3)
+        if (arr["workspace_min"] is None) != (arr["workspace_max"] is None):
+            raise ValueError("SafetyLimits: give both workspace_min and workspace_max, or neither")
+        if arr["workspace_min"] is not None and (arr["workspace_min"] > arr["workspace_max"]).any():
+            raise ValueError("SafetyLimits: workspace_min must be <= workspace_max on every axis")
+        arr["dims"] = self._layout()
+        if self.max_rotation is not None and not arr["dims"]["rotation"]:
+            raise ValueError("SafetyLimits.max_rotation applies to actions with rotation dims (7-D) only")
+        if arr["workspace_min"] is not None and len(arr["dims"]["translation"]) != 3:
+            raise ValueError("SafetyLimits: the workspace box needs 3 translation dims to predict the move")
+        scale = np.broadcast_to(np.asarray(self.translation_scale, dtype=np.float64), (3,))
+        if not (np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"SafetyLimits.translation_scale must be > 0, got {self.translation_scale!r}")
+        arr["translation_scale"] = scale
         arr["clip_min"] = _opt_vector("clip_min", self.clip_min, self.action_dim)
         arr["clip_max"] = _opt_vector("clip_max", self.clip_max, self.action_dim)
         if (
@@ -74,12 +92,30 @@ class SafetyLimits:
             and (arr["clip_min"] > arr["clip_max"]).any()
         ):
             raise ValueError("SafetyLimits: clip_min must be <= clip_max in every dimension")
-        arr["workspace_min"] = _opt_vector("workspace_min", self.workspace_min, 3)
-        arr["workspace_max"] = _opt_vector("workspace_max", self.workspace_max, 3)
-        if (arr["workspace_min"] is None) != (arr["workspace_max"] is None):
-            raise ValueError("SafetyLimits: give both workspace_min and workspace_max, or neither")
-        if arr["workspace_min"] is not None and (arr["workspace_min"] > arr["workspace_max"]).any():
-            raise ValueError("SafetyLimits: workspace_min must be <= workspace_max on every axis")
+
+    def _layout(self) -> dict[str, list[int]]:
+        """Dims of each kind: from `kinds`, else the built-in 4-D / 7-D layout (gripper last)."""
+        if self.kinds is None:
+            if self.action_dim not in (4, 7):
+                raise ValueError(
+                    f"SafetyLimits.action_dim must be 4 or 7 without kinds, got {self.action_dim!r}"
+                )
+            rot = [3, 4, 5] if self.action_dim == 7 else []
+            return {"translation": [0, 1, 2], "rotation": rot, "joint": [], "gripper": [self.action_dim - 1]}
+        kinds = list(self.kinds)
+        if len(kinds) != self.action_dim or not set(kinds) <= set(KINDS):
+            raise ValueError(
+                f"SafetyLimits.kinds must be {self.action_dim} of {', '.join(KINDS)}, got {kinds}"
+            )
+        layout = {k: [i for i, x in enumerate(kinds) if x == k] for k in KINDS}
+        if len(layout["gripper"]) > 1:
+            raise ValueError("SafetyLimits.kinds: at most one gripper dim")
+        return layout
+
+    @property
+    def gripper_dim(self) -> int | None:
+        g = self._arrays["dims"]["gripper"]
+        return g[0] if g else None
 
     @classmethod
     def from_dict(cls, data: dict) -> SafetyLimits:
@@ -99,11 +135,21 @@ class Verdict:
     clipped: list[int] = field(default_factory=list)
 
 
-def hold_action(action_dim: int, last_gripper: float | None = None) -> np.ndarray:
+def describe(violations: Sequence[Violation]) -> str:
+    """'limit value > bound (over by excess)' per violation: what /diagnostics shows of a refusal."""
+    return "; ".join(
+        f"{n} {v:.4g} > {b:.4g} (over by {v - b:.3g})" if math.isfinite(b) else f"{n} invalid"
+        for n, v, b in violations
+    )
+
+
+def hold_action(
+    action_dim: int, last_gripper: float | None = None, gripper_dim: int | None = -1
+) -> np.ndarray:
     """Zero motion, gripper kept at the last command (0.0 when none is known yet)."""
     a = np.zeros(action_dim, dtype=np.float32)
-    if last_gripper is not None and math.isfinite(last_gripper):
-        a[-1] = last_gripper
+    if gripper_dim is not None and last_gripper is not None and math.isfinite(last_gripper):
+        a[gripper_dim] = last_gripper
     return a
 
 
@@ -120,7 +166,7 @@ class SafetyGuard:
         self.last_gripper = initial_gripper  # None: the first gripper change is not rate-checked
 
     def hold(self) -> np.ndarray:
-        return hold_action(self.limits.action_dim, self.last_gripper)
+        return hold_action(self.limits.action_dim, self.last_gripper, self.limits.gripper_dim)
 
     def reset(self, initial_gripper: float | None = None) -> None:
         self.last_gripper = initial_gripper
@@ -152,31 +198,33 @@ class SafetyGuard:
         if not np.isfinite(out).all():
             return Verdict(False, None, "hold: value(s) beyond float32 range", [("finite", math.inf, 0.0)])
         c = out.astype(np.float64)
+        dims = arr["dims"]
+        grip = lim.gripper_dim
+        measured = [
+            ("max_translation", lim.max_translation, dims["translation"], np.linalg.norm),
+            ("max_rotation", lim.max_rotation, dims["rotation"], np.linalg.norm),
+            ("max_joint_delta", lim.max_joint_delta, dims["joint"], lambda x: np.max(np.abs(x))),
+        ]
         violations: list[Violation] = []
-        if lim.max_translation is not None:
-            v = float(np.linalg.norm(c[:3]))
-            if v > lim.max_translation:
-                violations.append(("max_translation", v, lim.max_translation))
-        if lim.max_rotation is not None:
-            v = float(np.linalg.norm(c[3:6]))
-            if v > lim.max_rotation:
-                violations.append(("max_rotation", v, lim.max_rotation))
-        if lim.max_gripper_change is not None and self.last_gripper is not None:
-            v = abs(float(c[-1]) - self.last_gripper)
+        for name, bound, idx, measure in measured:
+            if bound is not None and idx:
+                v = float(measure(c[idx]))
+                if v > bound:
+                    violations.append((name, v, bound))
+        if lim.max_gripper_change is not None and self.last_gripper is not None and grip is not None:
+            v = abs(float(c[grip]) - self.last_gripper)
             if v > lim.max_gripper_change:
                 violations.append(("max_gripper_change", v, lim.max_gripper_change))
         if ee_position is not None and arr["workspace_min"] is not None:
-            violations.extend(self._workspace(ee_position, c))
+            violations.extend(self._workspace(ee_position, c[dims["translation"]]))
         if violations:
-            text = "; ".join(
-                f"{n} {v:.4g} > {b:.4g}" if math.isfinite(b) else f"{n} invalid" for n, v, b in violations
-            )
-            return Verdict(False, None, f"hold: {text}", violations, clipped)
-        self.last_gripper = float(c[-1])
+            return Verdict(False, None, f"hold: {describe(violations)}", violations, clipped)
+        if grip is not None:
+            self.last_gripper = float(c[grip])
         reason = f"ok; clipped dims {clipped}" if clipped else "ok"
         return Verdict(True, out, reason, [], clipped)
 
-    def _workspace(self, ee_position: np.ndarray, c: np.ndarray) -> list[Violation]:
+    def _workspace(self, ee_position: np.ndarray, xyz: np.ndarray) -> list[Violation]:
         lo, hi = self.limits._arrays["workspace_min"], self.limits._arrays["workspace_max"]
         try:
             p = np.asarray(ee_position, dtype=np.float64)
@@ -185,7 +233,7 @@ class SafetyGuard:
         if p.shape != (3,) or not np.isfinite(p).all():
             return [("ee_position", math.nan, math.nan)]
         now = _outside(p, lo, hi)
-        after = _outside(p + self.limits.translation_scale * c[:3], lo, hi)
+        after = _outside(p + self.limits._arrays["translation_scale"] * xyz, lo, hi)
         if after > 0.0 and after >= now:
             return [("workspace", after, 0.0)]
         return []

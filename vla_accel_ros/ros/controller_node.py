@@ -3,11 +3,18 @@
 From `vla/kinematics` it decides the next AccelConfig (DyQ precision with hysteresis, KERV threshold)
 and publishes it on `vla/accel_config`, stamped with the kinematic state's stamp. Each `vla/action_raw`
 goes through the SafetyGuard; an accepted action is published on `vla/action_safe` (always, for
-monitoring) and on `arm/command` (VlaAction or TwistStamped) unless dry_run. A refused action sends
-nothing to the arm. After the first accepted action, a Watchdog holds the arm (zero motion, gripper
-kept) once per watchdog period while no fresh action arrives, with ERROR on /diagnostics: its timer
-restarts on every command, so the first hold comes one watchdog period after the last action. An action
-whose camera image is older than the watchdog period (or stamped in the future) is refused.
+monitoring) and on `arm/command` unless dry_run, as the declared action space maps it (`output_type`:
+VlaAction, TwistStamped, or a one-point JointTrajectory from the latest `joint_states`).
+
+A refused action is never sent. One the SafetyGuard refuses (a limit, NaN, a wrong length) also holds the
+arm (zero motion, gripper kept), once per run of refusals after the first accepted action, and
+/diagnostics names the limit and its excess. One refused for old or missing inputs (a stale image, no
+fresh ee_pose while a workspace box is set, no fresh joint_states for joint_trajectory) leaves the
+holding to the Watchdog, which holds the arm once per watchdog period while no fresh action arrives,
+with ERROR on /diagnostics: its timer restarts on every command, so the first hold comes one watchdog
+period after the last action. An action whose camera image is older than the watchdog period (or stamped
+in the future) is refused. The action space is checked at start-up (ParameterError: the node does not
+start).
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ import math
 from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from vla_accel_ros.control import SafetyGuard, Watchdog
@@ -27,8 +36,10 @@ from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
 from vla_accel_ros.ros.markers import build_markers, status_text
 from vla_accel_ros.ros.params import ControllerParams, declare_params
-from vla_accel_ros.ros.qos import command_qos, episode_qos, vla_qos
+from vla_accel_ros.ros.qos import command_qos, episode_qos, joint_states_qos, vla_qos
 from vla_accel_ros.ros.spin import run_node
+
+COMMAND_TYPES = {"vla_action": VlaAction, "twist": TwistStamped, "joint_trajectory": JointTrajectory}
 
 
 class ControllerNode(Node):
@@ -45,14 +56,19 @@ class ControllerNode(Node):
         self._last_hold_s = -math.inf
         self._prediction: np.ndarray | None = None
         self._holding = False
+        self._joints: dict[str, float] = {}  # latest joint_states positions (joint_trajectory output)
+        self._joints_ns: int | None = None
+        self._ee: np.ndarray | None = None  # latest ee_pose position (workspace box)
+        self._ee_ns: int | None = None
 
         self._config_pub = self.create_publisher(AccelConfig, "vla/accel_config", vla_qos())
         self._safe_pub = self.create_publisher(VlaAction, "vla/action_safe", vla_qos())
         self._marker_pub = self.create_publisher(MarkerArray, "vla/markers", vla_qos())
-        if p.output_type == "twist":
-            self._arm_pub = self.create_publisher(TwistStamped, "arm/command", command_qos())
-        else:
-            self._arm_pub = self.create_publisher(VlaAction, "arm/command", command_qos())
+        self._arm_pub = self.create_publisher(COMMAND_TYPES[p.output_type], "arm/command", command_qos())
+        if p.output_type == "joint_trajectory":
+            self.create_subscription(JointState, "joint_states", self._on_joint_states, joint_states_qos())
+        if p.workspace_min:
+            self.create_subscription(PoseStamped, "ee_pose", self._on_ee_pose, vla_qos())
         self.create_subscription(KinematicState, "vla/kinematics", self._on_kinematics, vla_qos())
         self.create_subscription(VlaAction, "vla/action_raw", self._on_action, vla_qos())
         self.create_subscription(KalmanPrediction, "vla/kalman_prediction", self._on_prediction, vla_qos())
@@ -61,6 +77,7 @@ class ControllerNode(Node):
         self._health.set_state(WARN, "waiting for the first action" + (" (dry run)" if p.dry_run else ""))
 
     def _build(self, p: ControllerParams, last_gripper: float | None) -> None:
+        self._space = p.action_space()
         self._guard = SafetyGuard(p.safety_limits(), initial_gripper=last_gripper)
         self._precision = p.precision_policy()
         self._threshold = p.threshold_policy()
@@ -127,18 +144,65 @@ class ControllerNode(Node):
             prediction = None
         self._prediction = prediction
 
+    def _on_joint_states(self, msg: JointState) -> None:
+        try:
+            names, positions = convert.joint_state_to_arrays(msg)
+        except convert.ConversionError as err:
+            self._health.report(WARN, "bad joint state", str(err))
+            return
+        if not names:
+            self._health.report(WARN, "bad joint state", "joint_trajectory needs joint names in joint_states")
+            return
+        self._joints.update(zip(names, positions.tolist(), strict=True))
+        self._joints_ns = self.get_clock().now().nanoseconds
+
+    def _on_ee_pose(self, msg: PoseStamped) -> None:
+        frame = self._params.values.action_frame
+        if msg.header.frame_id and msg.header.frame_id != frame:
+            self._health.report(
+                WARN, "bad ee_pose", f"frame {msg.header.frame_id!r}, action_frame is {frame!r}"
+            )
+            return
+        try:
+            self._ee = convert.pose_position(msg)
+        except convert.ConversionError as err:
+            self._health.report(WARN, "bad ee_pose", str(err))
+            return
+        self._ee_ns = self.get_clock().now().nanoseconds
+
+    def _fresh(self, what: str, stamp_ns: int | None, now_ns: int) -> str | None:
+        """Why an input the command depends on cannot be used (never received, or older than the watchdog)."""
+        timeout_s = self._params.values.watchdog_timeout_s
+        if stamp_ns is None:
+            return f"hold: no {what} received yet"
+        age_s = (now_ns - stamp_ns) * 1e-9
+        return (
+            f"hold: {what} is {age_s:.3f} s old (watchdog_timeout_s {timeout_s:g})"
+            if age_s > timeout_s
+            else None
+        )
+
     def _on_action(self, msg: VlaAction) -> None:
         p = self._params.values
         now_ns = self.get_clock().now().nanoseconds
         now_s = now_ns * 1e-9
         self._counts["actions"] += 1
-        stale = self._image_age_problem(p, now_ns, convert.stamp_to_ns(msg.image_stamp))
-        # The guard is not asked about a stale action: an accepted check moves its gripper memory.
-        verdict = None if stale else self._guard.check(np.asarray(msg.action, dtype=np.float64))
+        box = bool(p.workspace_min)
+        problem = (
+            self._image_age_problem(p, now_ns, convert.stamp_to_ns(msg.image_stamp))
+            or (self._fresh("ee_pose (workspace box)", self._ee_ns, now_ns) if box else None)
+            or (
+                self._fresh("joint_states", self._joints_ns, now_ns)
+                if p.output_type == "joint_trajectory"
+                else None
+            )
+        )
+        # The guard is not asked about an action already refused: an accepted check moves its gripper memory.
+        verdict = None
+        if problem is None:
+            verdict = self._guard.check(np.asarray(msg.action, dtype=np.float64), self._ee if box else None)
         if verdict is None or not verdict.ok or verdict.action is None:
-            self._counts["refused"] += 1
-            self._health.report(WARN, "action refused", stale or (verdict.reason if verdict else ""))
-            self._publish_markers(None, msg, "refused", now_ns)
+            self._refuse(p, msg, problem or self._refusal_text(p, verdict), verdict, now_ns)
             return
         if now_s - self._last_command_s < 1.0 / p.max_rate_hz:
             self._counts["rate_limited"] += 1
@@ -179,16 +243,60 @@ class ControllerNode(Node):
             return f"hold: its image is stamped {-age_s:.3f} s in the future"
         return None
 
-    def _command(self, action: np.ndarray, safe: VlaAction, now_ns: int) -> None:
+    def _refusal_text(self, p: ControllerParams, verdict: Any) -> str:
+        if verdict is None:
+            return ""
+        if verdict.violations and verdict.violations[0][0] == "length":
+            names = ", ".join(p.action_names)
+            return f"{verdict.reason}: the model's action dim differs from action_names ({names})"
+        return verdict.reason
+
+    def _refuse(self, p: ControllerParams, msg: VlaAction, reason: str, verdict: Any, now_ns: int) -> None:
+        """Report the refusal (which limit, by how much); a guard refusal holds the arm once per run."""
+        self._counts["refused"] += 1
+        self._health.report(WARN, "action refused", reason)
+        if verdict is not None and verdict.violations:
+            name, value, bound = verdict.violations[0]
+            self._health.set_values(last_violation=name, last_violation_excess=float(value - bound))
+        self._publish_markers(None, msg, "refused", now_ns)
+        # Old or missing inputs (verdict None) are the watchdog's to hold on: it holds once they last.
+        if verdict is not None and not self._holding and self._watchdog.last_kick is not None:
+            self._holding = True
+            self._hold(p, now_ns, "safety hold")
+        self._health.set_values(**self._counts)
+
+    def _hold(self, p: ControllerParams, now_ns: int, why: str) -> None:
+        """Zero motion, gripper kept (for joint_trajectory: the current positions)."""
+        hold = self._guard.hold()
+        self._counts["holds"] += 1
+        if p.dry_run:
+            return
+        msg = VlaAction(
+            header=convert.header(now_ns),
+            action=[float(v) for v in hold],
+            fallback=True,
+            fallback_reason=why,
+        )
+        self._command(hold, msg, now_ns, keep_gripper=self._guard.last_gripper is None)
+
+    def _command(self, action: np.ndarray, safe: VlaAction, now_ns: int, keep_gripper: bool = False) -> None:
         p = self._params.values
-        if p.output_type == "twist":
-            self._arm_pub.publish(
-                convert.twist_from_action(
-                    action, p.twist_linear_scale, p.twist_angular_scale, now_ns, p.twist_frame_id
+        try:
+            if p.output_type == "twist":
+                out: Any = convert.twist_for_space(action, self._space, p.control_rate_hz, now_ns)
+            elif p.output_type == "joint_trajectory":
+                problem = self._fresh("joint_states", self._joints_ns, now_ns)
+                if problem:
+                    raise convert.ConversionError(problem)
+                out = convert.joint_trajectory(
+                    action, self._space, self._joints, 1.0 / p.control_rate_hz, keep_gripper
                 )
-            )
-        else:
-            self._arm_pub.publish(safe)
+            else:
+                out = safe
+        except convert.ConversionError as err:
+            self._health.report(ERROR, "no arm command", str(err))
+            return
+        self._arm_pub.publish(out)
         self._counts["commands"] += 1
 
     def _on_watchdog_timer(self) -> None:
@@ -203,16 +311,7 @@ class ControllerNode(Node):
         if now_s - self._last_hold_s < p.watchdog_timeout_s:
             return
         self._last_hold_s = now_s
-        hold = self._guard.hold()
-        self._counts["holds"] += 1
-        if not p.dry_run:
-            msg = VlaAction(
-                header=convert.header(now_ns),
-                action=[float(v) for v in hold],
-                fallback=True,
-                fallback_reason="watchdog hold",
-            )
-            self._command(hold, msg, now_ns)
+        self._hold(p, now_ns, "watchdog hold")
         self._health.set_values(**self._counts)
 
     def _publish_markers(self, action: np.ndarray | None, msg: VlaAction, mode: str, now_ns: int) -> None:

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from builtin_interfaces.msg import Time
-from geometry_msgs.msg import TwistStamped
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Header
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from vla_accel_ros.control.action_space import ActionSpace
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, VlaAction
 
 IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
@@ -270,13 +272,54 @@ def twist_from_action(
     a = action_array(action)
     if a.size not in (4, 7):
         raise ConversionError(f"a Twist needs a 4-D or 7-D delta action, got {a.size} values")
+    angular = a[3:6] * angular_scale if a.size == 7 else np.zeros(3)
+    return _twist(a[:3] * linear_scale, angular, stamp_ns, frame_id)
+
+
+def twist_for_space(action: np.ndarray, space: ActionSpace, rate_hz: float, stamp_ns: int) -> TwistStamped:
+    """Action of a declared end-effector space -> TwistStamped in its frame (velocities from units/scales)."""
+    a = action_array(action)
+    if a.size != space.dim:
+        raise ConversionError(f"action has {a.size} values, the action space {space.dim}")
+    linear, angular = space.twist(a, rate_hz)
+    return _twist(linear, angular, stamp_ns, space.frame)
+
+
+def _twist(linear: np.ndarray, angular: np.ndarray, stamp_ns: int, frame_id: str) -> TwistStamped:
     msg = TwistStamped(header=header(stamp_ns, frame_id))
-    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) * linear_scale for v in a[:3])
-    if a.size == 7:
-        msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (
-            float(v) * angular_scale for v in a[3:6]
-        )
+    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in linear)
+    msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (float(v) for v in angular)
     return msg
+
+
+def joint_trajectory(
+    action: np.ndarray,
+    space: ActionSpace,
+    current: dict[str, float],
+    duration_s: float,
+    keep_gripper: bool = False,
+) -> JointTrajectory:
+    """One-point JointTrajectory (ros2_control JointTrajectoryController) reaching current + delta * scale
+    after `duration_s`. The header stamp is zero: the controller starts it on receipt (no clock coupling)."""
+    a = action_array(action)
+    if a.size != space.dim:
+        raise ConversionError(f"action has {a.size} values, the action space {space.dim}")
+    try:
+        positions = space.joint_targets(a, current, keep_gripper)
+    except KeyError as err:
+        raise ConversionError(f"no joint_states position for joint {err.args[0]!r}") from err
+    sec, nanosec = divmod(round(duration_s * 1e9), 1_000_000_000)
+    point = JointTrajectoryPoint(positions=positions, time_from_start=Duration(sec=sec, nanosec=nanosec))
+    return JointTrajectory(joint_names=list(space.joint_names), points=[point])
+
+
+def pose_position(msg: PoseStamped) -> np.ndarray:
+    """End-effector position (x, y, z) of a PoseStamped; non-finite values are refused."""
+    p = msg.pose.position
+    xyz = np.array([p.x, p.y, p.z], dtype=np.float64)
+    if not np.isfinite(xyz).all():
+        raise ConversionError(f"end-effector pose position is not finite: {xyz.tolist()}")
+    return xyz
 
 
 def action_from_twist(msg: TwistStamped, linear_scale: float, gripper: float) -> np.ndarray:

@@ -28,6 +28,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from vla_accel_ros.control import PrecisionPolicy, SafetyLimits, ThresholdPolicy
+from vla_accel_ros.control.action_space import KINDS, OUTPUT_TYPES, UNITS, ActionSpace
 from vla_accel_ros.control.threshold_policy import DIRECTIONS
 from vla_accel_ros.kinematics import ActionKalman, KalmanCompensator, ProxyCalibration
 from vla_accel_ros.sim.tasks import parse_task_list
@@ -80,6 +81,7 @@ class Meta:
     range: tuple[float, float] | None = None  # inclusive; for arrays, each element
     choices: tuple[str, ...] | None = None  # for strings (and string arrays), each element
     read_only: bool = False
+    optional: bool = False  # arrays: empty allowed (= off); declared to rcl by type only, `[]` in YAML
 
 
 def param(
@@ -89,9 +91,10 @@ def param(
     range: tuple[float, float] | None = None,
     choices: Sequence[str] | None = None,
     read_only: bool = False,
+    optional: bool = False,
 ) -> Any:
     """A field of a parameter table (see module doc)."""
-    meta = Meta(description, range, tuple(choices) if choices is not None else None, read_only)
+    meta = Meta(description, range, tuple(choices) if choices is not None else None, read_only, optional)
     return field(default=default, metadata={"param": meta})
 
 
@@ -127,9 +130,11 @@ class ParamInfo:
     def coerce(self, value: Any, where: str) -> Any:
         """Value as the table's Python type (tuples for arrays); ParameterError if it is not valid."""
         if self.kind.is_array:
+            if value is None and self.meta.optional:
+                return ()  # rcl reads `[]` as "not set"
             if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, array.array)):
                 raise ParameterError(f"{where}: expected a list, got {value!r}")
-            if not value:
+            if not value and not self.meta.optional:
                 raise ParameterError(f"{where}: must not be empty")
             out: Any = tuple(self._scalar(self.kind.element, v, f"{where}[{i}]") for i, v in enumerate(value))
         else:
@@ -377,37 +382,116 @@ class ControllerParams(NodeParams):
     NODE: ClassVar[str] = "controller_node"
 
     # Output
-    dry_run: bool = param(True, "Never command the arm; /vla/action_safe is still published for monitoring.")
+    dry_run: bool = param(
+        True, "Never command the arm (safe default); /vla/action_safe is still published for monitoring."
+    )
     output_type: str = param(
         "vla_action",
-        "Arm command type: 'vla_action' (VlaAction) or 'twist' (TwistStamped, MoveIt Servo).",
-        choices=("vla_action", "twist"),
+        "Arm command type: 'vla_action' (VlaAction), 'twist' (TwistStamped, MoveIt Servo; end-effector "
+        "dims) or 'joint_trajectory' (trajectory_msgs/JointTrajectory, ros2_control "
+        "JointTrajectoryController; joint dims, needs joint_states).",
+        choices=OUTPUT_TYPES,
         read_only=True,
     )
-    twist_linear_scale: float = param(
-        0.1, "Twist output: m/s per action unit of dx, dy, dz.", range=(0.0, 10.0)
+    control_rate_hz: float = param(
+        10.0,
+        "Rate of the model's actions: converts per-step units (m, rad) to velocities for twist, and is "
+        "1 / time_from_start of a joint_trajectory point.",
+        range=(0.1, 1000.0),
     )
-    twist_angular_scale: float = param(
-        0.5, "Twist output: rad/s per action unit of droll, dpitch, dyaw.", range=(0.0, 10.0)
+    # The declared action space (vla_accel_ros.control.action_space), one entry per model action dim.
+    action_names: tuple[str, ...] = param(
+        ("dx", "dy", "dz", "gripper"),
+        "Name of each model action dimension; its length is the action dimension (Meta-World: 4; "
+        "OpenVLA-style: dx, dy, dz, droll, dpitch, dyaw, gripper).",
+        read_only=True,
     )
-    twist_frame_id: str = param("base_link", "frame_id of the Twist output.")
-    # Safety (vla_accel_ros.control.SafetyGuard)
+    action_kinds: tuple[str, ...] = param(
+        ("translation", "translation", "translation", "gripper"),
+        "Kind of each dim: translation / rotation (end-effector deltas about x, y, z, in action_frame), "
+        "joint (joint-position delta) or gripper (absolute command, at most one).",
+        choices=KINDS,
+        read_only=True,
+    )
+    action_units: tuple[str, ...] = param(
+        ("m", "m", "m", "normalized"),
+        "Units of value * scale per dim: a per-step change (m, rad) or a velocity (m/s, rad/s); joint: rad "
+        "or m; gripper: normalized.",
+        choices=tuple(dict.fromkeys(u for units in UNITS.values() for u in units)),
+        read_only=True,
+    )
+    action_scales: tuple[float, ...] = param(
+        (0.01, 0.01, 0.01, 1.0),
+        "Units per action unit of each dim (Meta-World moves 1/100 m per unit and step).",
+        range=(1e-9, 1e6),
+        read_only=True,
+    )
+    action_frame: str = param(
+        "base_link",
+        "Frame of the translation/rotation dims: frame_id of the Twist, of ee_pose and the workspace box.",
+        read_only=True,
+    )
+    gripper_open_value: float = param(
+        -1.0, "Model gripper value meaning fully open (Meta-World: -1; OpenVLA/Bridge: 1).", range=(-1e6, 1e6)
+    )
+    gripper_closed_value: float = param(
+        1.0,
+        "Model gripper value meaning fully closed (Meta-World: +1; OpenVLA/Bridge: 0).",
+        range=(-1e6, 1e6),
+    )
+    joint_names: tuple[str, ...] = param(
+        (),
+        "joint_trajectory: the joint of each joint dim, in action order, then optionally the gripper joint "
+        "(else the gripper is not commanded).",
+        read_only=True,
+        optional=True,
+    )
+    gripper_open_position: float = param(
+        0.04, "joint_trajectory: gripper joint position when fully open (m or rad).", range=(-1e3, 1e3)
+    )
+    gripper_closed_position: float = param(
+        0.0, "joint_trajectory: gripper joint position when fully closed (m or rad).", range=(-1e3, 1e3)
+    )
+    # Safety (vla_accel_ros.control.SafetyGuard); limits in action units
     action_min: tuple[float, ...] = param(
         (-1.0, -1.0, -1.0, -1.0),
-        "Per-dimension lower clip; its length is the action dimension (4 or 7, gripper last).",
+        "Per-dimension lower clip, one per action_names entry.",
         range=(-1e6, 1e6),
     )
     action_max: tuple[float, ...] = param(
-        (1.0, 1.0, 1.0, 1.0), "Per-dimension upper clip.", range=(-1e6, 1e6)
+        (1.0, 1.0, 1.0, 1.0), "Per-dimension upper clip, one per action_names entry.", range=(-1e6, 1e6)
     )
     max_translation: float = param(
-        1.8, "Largest ||a_xyz|| passed on (action units); a larger one is refused (hold).", range=(0.0, 1e6)
+        1.8,
+        "Largest norm of the translation dims passed on (action units); a larger one is refused (hold).",
+        range=(0.0, 1e6),
     )
     max_rotation: float = param(
-        1.8, "Largest ||a_rpy|| passed on, 7-D actions only (action units).", range=(0.0, 1e6)
+        1.8,
+        "Largest norm of the rotation dims passed on (action units; actions with rotation dims).",
+        range=(0.0, 1e6),
+    )
+    max_joint_delta: float = param(
+        1.0, "Largest |joint dim| passed on (action units; actions with joint dims).", range=(0.0, 1e6)
     )
     max_gripper_change: float = param(
         2.0, "Largest gripper change between two accepted commands (action units).", range=(0.0, 1e6)
+    )
+    workspace_min: tuple[float, ...] = param(
+        (),
+        "End-effector box lower corner x, y, z (m, in action_frame); [] = no box. With a box, actions are "
+        "held until a fresh ee_pose (geometry_msgs/PoseStamped, subscribed only with a box) arrives; a move "
+        "leaving the box is refused.",
+        range=(-1e3, 1e3),
+        read_only=True,
+        optional=True,
+    )
+    workspace_max: tuple[float, ...] = param(
+        (),
+        "End-effector box upper corner x, y, z (m); [] = no box.",
+        range=(-1e3, 1e3),
+        read_only=True,
+        optional=True,
     )
     watchdog_timeout_s: float = param(
         1.0,
@@ -460,10 +544,16 @@ class ControllerParams(NodeParams):
 
     def check(self) -> None:
         n = self.NODE
-        if len(self.action_min) != len(self.action_max):
-            raise ParameterError(
-                f"{n}: action_min has {len(self.action_min)} values, action_max {len(self.action_max)}"
-            )
+        try:
+            self.action_space().check_output(self.output_type)
+        except ValueError as err:
+            raise ParameterError(f"{n}.{err}") from err
+        for key in ("action_min", "action_max"):
+            if len(getattr(self, key)) != self.action_dim:
+                raise ParameterError(
+                    f"{n}.{key}: {len(getattr(self, key))} values, action_names has {self.action_dim} "
+                    "(one per model action dimension)"
+                )
         if len(self.precision_table_bounds) != len(self.precision_table_modes):
             raise ParameterError(
                 f"{n}: precision_table_bounds has {len(self.precision_table_bounds)} values, "
@@ -476,16 +566,44 @@ class ControllerParams(NodeParams):
 
     @property
     def action_dim(self) -> int:
-        return len(self.action_min)
+        return len(self.action_names)
+
+    def action_space(self) -> ActionSpace:
+        return ActionSpace(
+            names=self.action_names,
+            kinds=self.action_kinds,
+            units=self.action_units,
+            scales=self.action_scales,
+            frame=self.action_frame,
+            gripper_open_value=self.gripper_open_value,
+            gripper_closed_value=self.gripper_closed_value,
+            joint_names=self.joint_names,
+            gripper_open_position=self.gripper_open_position,
+            gripper_closed_position=self.gripper_closed_position,
+        )
 
     def safety_limits(self) -> SafetyLimits:
+        space = self.action_space()
+        box = bool(self.workspace_min or self.workspace_max)
+        if box and not space.dims("translation"):
+            raise ParameterError(
+                f"{self.NODE}.workspace_min: a workspace box needs translation dims in action_kinds (a "
+                "joint-space action gives no end-effector move to check); set workspace_min/max to []"
+            )
         return SafetyLimits(
             action_dim=self.action_dim,
-            max_translation=self.max_translation,
-            max_rotation=self.max_rotation if self.action_dim == 7 else None,
+            kinds=self.action_kinds,
+            max_translation=self.max_translation if space.dims("translation") else None,
+            max_rotation=self.max_rotation if space.dims("rotation") else None,
+            max_joint_delta=self.max_joint_delta if space.dims("joint") else None,
             clip_min=self.action_min,
             clip_max=self.action_max,
-            max_gripper_change=self.max_gripper_change,
+            max_gripper_change=self.max_gripper_change if space.gripper_dim is not None else None,
+            workspace_min=self.workspace_min or None,
+            workspace_max=self.workspace_max or None,
+            translation_scale=space.per_step(self.control_rate_hz)[list(space.dims("translation"))]
+            if box
+            else 1.0,
         )
 
     def precision_policy(self) -> PrecisionPolicy:
@@ -573,7 +691,7 @@ class ParamHandle(Generic[P]):
         where = node.get_fully_qualified_name()
         try:
             declared = node.declare_parameters(
-                "", [(i.name, _ros_value(i.default), i.descriptor()) for i in cls.infos()]
+                "", [(i.name, _ros_value(i.default, i.kind), i.descriptor()) for i in cls.infos()]
             )
         except (InvalidParameterValueException, InvalidParameterTypeException) as err:
             raise ParameterError(f"{where}: {err}") from err
@@ -609,8 +727,11 @@ def declare_params(node: Node, cls: type[P]) -> ParamHandle[P]:
     return ParamHandle(node, cls)
 
 
-def _ros_value(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def _ros_value(value: Any, kind: Kind) -> Any:
+    """rclpy cannot type an empty list: an empty (optional) array is declared by its type alone."""
+    if isinstance(value, tuple):
+        return list(value) if value else kind.value
+    return value
 
 
 # --------------------------------------------------------------------------------------------------
