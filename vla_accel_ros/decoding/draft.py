@@ -33,7 +33,7 @@ from transformers import DynamicCache, LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, LlamaRotaryEmbedding
 
 from vla_accel_ros.decoding.common import action_argmax
-from vla_accel_ros.policy.model import VlaModel
+from vla_accel_ros.policy.model import CACHE_KW, VlaModel
 
 DRAFT_DIR = "draft"
 
@@ -286,8 +286,8 @@ class EagleDraft(nn.Module):
             x,
             attention_mask=mask,
             position_ids=pos,
-            cache=cache,
             use_cache=cache is not None,
+            **{CACHE_KW: cache},
             position_embeddings=self._rotary(x, start, n),
         )
         return self.norm(h[:, -m:])

@@ -8,6 +8,7 @@ pass over that cache (one for autoregressive decoding, k for speculative verific
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,10 @@ from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaModel
 
 from vla_accel_ros.policy.config import VlaConfig
+
+# transformers 5.18 renamed the forward argument `past_key_values` to `cache`; a silently ignored
+# keyword would decode without context, so pick the name this install uses.
+CACHE_KW = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
 
 
 @dataclass
@@ -91,8 +96,9 @@ class VlaModel(nn.Module):
 
     def _run(self, embeds: torch.Tensor, cache: DynamicCache) -> Step:
         start = cache.get_seq_length()
-        positions = torch.arange(start, start + embeds.shape[1]).unsqueeze(0).expand(embeds.shape[0], -1)
-        out = self.llama(inputs_embeds=embeds, cache=cache, position_ids=positions, use_cache=True)
+        positions = torch.arange(start, start + embeds.shape[1], device=embeds.device)
+        positions = positions.unsqueeze(0).expand(embeds.shape[0], -1)
+        out = self.llama(inputs_embeds=embeds, position_ids=positions, use_cache=True, **{CACHE_KW: cache})
         hidden = out.last_hidden_state
         return Step(self.lm_head(hidden), hidden, cache, start + embeds.shape[1])
 

@@ -28,7 +28,7 @@ from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
 from vla_accel_ros.policy.checkpoint import PICKLE_SUFFIXES, CheckpointError
-from vla_accel_ros.policy.model import Step, VlaModel
+from vla_accel_ros.policy.model import CACHE_KW, Step, VlaModel
 from vla_accel_ros.policy.runtime import InputError, Policy, PolicyInput
 from vla_accel_ros.policy.vit import VisionTransformer, VitSpec, vit_spec
 
@@ -366,7 +366,7 @@ class OpenVlaModel(nn.Module):
         positions = torch.arange(start, start + n, device=embeds.device).expand(embeds.shape[0], -1)
         lm = self.language_model
         hidden = lm.model(
-            inputs_embeds=embeds, cache=cache, position_ids=positions, use_cache=True
+            inputs_embeds=embeds, position_ids=positions, use_cache=True, **{CACHE_KW: cache}
         ).last_hidden_state
         # Logits end at the unpadded vocabulary: the padding rows are never a valid output.
         logits = F.linear(hidden, self.language_model.lm_head.weight[: self.config.vocab_size])
