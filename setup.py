@@ -31,6 +31,7 @@ setup(
             "kinematics_node = vla_accel_ros.ros.kinematics_node:main",
             "controller_node = vla_accel_ros.ros.controller_node:main",
             "sim_arm_node = vla_accel_ros.ros.sim_arm_node:main",
+            "bag_player = vla_accel_ros.ros.bag_player:main",
         ],
     },
 )

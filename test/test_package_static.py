@@ -23,6 +23,8 @@ from vla_accel_ros.ros.params import BUILTIN_PARAMETERS, NODE_PARAMS
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "vla_accel_ros"
 NODES = ("inference_node", "kinematics_node", "controller_node", "sim_arm_node")
+# Executables configured by command-line flags rather than parameters (no NODE_PARAMS section).
+TOOLS = ("bag_player",)
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 
 # Imported module -> (package.xml key or None, requirements/base.txt name or None).
@@ -33,6 +35,7 @@ DEPENDENCIES = {
     "std_msgs": ("std_msgs", "ros-std-msgs"),
     "sensor_msgs": ("sensor_msgs", "ros-sensor-msgs"),
     "geometry_msgs": ("geometry_msgs", "ros-geometry-msgs"),
+    "trajectory_msgs": ("trajectory_msgs", "ros-trajectory-msgs"),  # controller's JointTrajectory output
     "visualization_msgs": ("visualization_msgs", "ros-visualization-msgs"),
     "diagnostic_msgs": ("diagnostic_msgs", "ros-diagnostic-msgs"),
     "launch": ("launch", None),  # launch files only; not on PyPI
@@ -109,7 +112,8 @@ def test_setup_entry_points_import_and_scripts_match():
     for name, target in scripts.items():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func)), name
-    for node in NODES:
+    for node in (*NODES, *TOOLS):
+        assert scripts[node] == f"{PACKAGE}.ros.{node}:main"
         script = ROOT / "scripts" / node
         assert script.is_file() and os.access(script, os.X_OK), f"scripts/{node} missing or not executable"
         assert f"from {PACKAGE}.ros.{node} import main" in script.read_text()
@@ -127,6 +131,8 @@ def test_cmake_installs_the_node_scripts_launch_and_config():
     assert loop, "CMakeLists.txt has no foreach over the node scripts"
     assert set(loop.group(1).split()) == set(NODES)
     assert "install(PROGRAMS scripts/${node} DESTINATION lib/${PROJECT_NAME})" in cmake
+    for tool in TOOLS:
+        assert f"install(PROGRAMS scripts/{tool} DESTINATION lib/${{PROJECT_NAME}})" in cmake
     assert re.search(r"install\(DIRECTORY[^)]*\blaunch\b[^)]*\bconfig\b", cmake)
 
 
@@ -136,7 +142,7 @@ def test_every_node_module_has_the_standard_main():
     for node in NODES:
         source = (ROOT / PACKAGE / "ros" / f"{node}.py").read_text()
         assert "def main(args: list[str] | None = None) -> None:" in source
-        assert 'run_node(' in source and f'"{node}", args)' in source
+        assert "run_node(" in source and f'"{node}", args)' in source
         assert 'if __name__ == "__main__":' in source
 
 
@@ -187,7 +193,7 @@ def test_launch_file_references_exist(path):
         package = _str(_kw(call, "package"))
         assert package in (PACKAGE, None), f"{path.name}: package {package}"
         assert executable in scripts and (ROOT / "scripts" / executable).is_file(), executable
-        assert name == executable and name in NODE_PARAMS
+        assert name == executable and (name in NODE_PARAMS or name in TOOLS), name
         params = _kw(call, "parameters")
         for element in params.elts if params is not None else []:
             if isinstance(element, ast.Dict):
@@ -210,6 +216,16 @@ def test_launch_defaults_keep_the_robot_safe():
     replay = (ROOT / "launch" / "replay.launch.py").read_text()
     assert '"dry_run": "true"' in replay and '"use_sim_time": "true"' in replay
     assert "vla-accel up --replay" in replay  # how the bag is played is documented
+
+
+def test_replay_launch_starts_the_bag_player_when_given_a_bag():
+    tree = ast.parse((ROOT / "launch" / "replay.launch.py").read_text())
+    (player,) = [c for c in _calls(tree, "Node") if _str(_kw(c, "executable")) == "bag_player"]
+    args = _kw(player, "arguments").elts
+    assert _str(args[0].args[0]) == "bag" and "--wait-node" in [_str(a) for a in args]
+    condition = _kw(player, "condition")
+    assert _call_name(condition) == "LaunchConfigurationNotEquals" and _str(condition.args[0]) == "bag"
+    assert _str(_kw(player, "namespace").args[0]) == "namespace"  # topics meet the nodes' namespace
 
 
 def test_launch_files_are_all_there():

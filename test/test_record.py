@@ -267,6 +267,12 @@ def test_up_replay_hook_runs_the_bag_player(tmp_path):
     assert spec.argv[spec.argv.index("--rate") + 1] == "2.0"
     names = [s.name for s in process_specs(GraphConfig(use_sim_time=True, extra=[spec]), None)]
     assert names == ["inference_node", "kinematics_node", "controller_node", "bag_player"]
+    # Namespaced or remapped graph: the player publishes where the nodes listen.
+    cfg = GraphConfig(use_sim_time=True, namespace="arm1", remaps=["joint_states:=js"], extra=[spec])
+    player = process_specs(cfg, None)[-1]
+    tail = player.argv[player.argv.index("--ros-args") :]
+    assert tail == ["--ros-args", "-r", "__ns:=/arm1", "-r", "joint_states:=js"]
+    assert player.argv[: len(spec.argv)] == spec.argv
 
 
 def test_bag_player_refuses_a_bad_bag(tmp_path):
@@ -274,3 +280,36 @@ def test_bag_player_refuses_a_bad_bag(tmp_path):
 
     (tmp_path / "bag").mkdir()
     assert player_main([str(tmp_path / "bag")]) == 2
+
+
+def test_bag_player_takes_the_namespace_of_its_ros_args(monkeypatch, tmp_path):
+    """`ros2 launch` and `vla-accel up --namespace` pass --ros-args: the player's topics follow them."""
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    from ros_fixtures import ros_test_env
+    from test_replay import episodes
+
+    from vla_accel_ros.data.bag_io import write_episodes
+
+    bag = tmp_path / "bag"
+    write_episodes(bag, episodes(n=1, steps=2))
+    with ros_harness(monkeypatch) as ros:
+        deep = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        joints = ros.collect(JointState, "/arm1/joint_states", deep)
+        for topic in ("/arm1/camera/image_raw", "/arm1/wrist_camera/image_raw"):
+            ros.collect(Image, topic, deep)  # the player waits for a subscriber on every topic
+        for topic in ("/arm1/instruction", "/arm1/sim/episode"):
+            ros.collect(String, topic, latched)
+        ros.collect(VlaAction, "/arm1/arm/executed_action", QoSProfile(depth=10))
+        cmd = [sys.executable, "-m", "vla_accel_ros.ros.bag_player", str(bag), "--rate", "20"]
+        cmd += ["--linger", "0", "--wait-subscribers", "60", "--ros-args", "-r", "__ns:=/arm1"]
+        proc = subprocess.Popen(
+            cmd, env=ros_test_env(ros.domain_id), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        output = Output(proc)
+        try:
+            assert ros.spin_until(lambda: proc.poll() is not None and len(joints) == 2, 90), output.text()
+        finally:
+            if proc.poll() is None:
+                stop(proc, signal.SIGINT)
+    assert proc.returncode == 0, output.text()

@@ -141,7 +141,7 @@ def test_replay_writes_bags_metrics_and_plots(demo_bag, checkpoint, tmp_path, ca
     assert metrics["methods"]["kerv"] == {"available": False, "reason": metrics["methods"]["kerv"]["reason"]}
     assert "draft" in metrics["methods"]["kerv"]["reason"]
     assert "precision ladder" in metrics["methods"]["dyq"]["reason"]
-    assert "unavailable" in capsys.readouterr().out
+    assert "skipped" in capsys.readouterr().out
     plots = sorted(p.name for p in (out / "plots").iterdir())
     assert plots == ["action_error.png", "latency_hist.png", "timeline_ar.png"]
     assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
@@ -207,6 +207,150 @@ def test_speculative_methods_with_a_draft(draft_checkpoint, tmp_path, capsys):
     assert decodings == {"kerv"}
     valid = [TS.deserialize_cdr(raw, t).valid for _, raw, t in topics["/vla/kalman_prediction"]]
     assert not valid[0] and any(valid)  # the filter warms up, then predicts
+
+
+@pytest.fixture(scope="module")
+def ladder_checkpoint(tmp_path_factory) -> Path:
+    """A tiny checkpoint the int4 ladder can quantize (64-wide linears), with a draft beside it."""
+    from vla_accel_ros.decoding.draft import DraftConfig, EagleDraft, save_draft
+
+    torch.manual_seed(0)
+    model = VlaModel(tiny_config(hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128)).eval()
+    path = tmp_path_factory.mktemp("ckl") / "tiny"
+    save_checkpoint(model, path)
+    torch.manual_seed(1)
+    save_draft(EagleDraft(DraftConfig.for_target(model), model).eval(), path / "draft")
+    return path
+
+
+ALL = [
+    "ar",
+    "static:w4a4-emu",
+    "static:w4a8-emu",
+    "static:w4a16",
+    "dyq",
+    "spec",
+    "specvla",
+    "kerv",
+    "kerv+dyq",
+]
+
+
+def test_every_method_replays_a_small_bag(ladder_checkpoint, tmp_path, capsys):
+    """The default method list: ar, the static int4 modes, DyQ, the three decoders and KERV+DyQ."""
+    bag = tmp_path / "bag"
+    write_episodes(bag, episodes(n=2, steps=4))
+    out = tmp_path / "out"
+    argv = ["replay", str(bag), "--checkpoint", str(ladder_checkpoint), "--out", str(out), "--quiet"]
+    rc = main([*argv, "--warmup", "1"])
+    assert rc == 0, capsys.readouterr().err
+    assert "DyQ table" in capsys.readouterr().out  # the shipped params name no ladder mode: said so
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["methods"]) == ALL and metrics["steps"] == 8
+    assert metrics["precisions"] == ["w4a4-emu", "w4a8-emu", "w4a16", "fp32"]
+    for name, m in metrics["methods"].items():
+        assert m["available"], (name, m.get("reason"))
+        assert m["steps"] == 8 and m["reference_steps"] == 8 and m["fallback"]["steps"] == 0, name
+        assert m["action_mae_mean"] >= 0 and m["latency_ms"]["p50"] > 0 and m["steps_per_s"] > 0
+        assert 0 <= m["kalman_fill_rate"] <= 1 and abs(sum(m["precision_share"].values()) - 1) < 1e-9
+        tl = m["timeline"]
+        assert len(tl["precision"]) == len(tl["threshold"]) == len(tl["sensitivity"]) == 8
+        topics = read_topics(out / m["bag"])  # readable with rosbags, every /vla topic once per step
+        assert sorted(topics) == sorted(t for t, _ in OUTPUT_TOPICS.values())
+        assert all(len(v) == 8 for v in topics.values())
+        precisions = {TS.deserialize_cdr(raw, t).precision for _, raw, t in topics["/vla/action_raw"]}
+        assert precisions == set(m["precision_counts"])
+    m = metrics["methods"]
+    assert m["ar"]["policy"] == "as loaded" and m["ar"]["precision_counts"] == {"fp32": 8}
+    for mode in ("w4a4-emu", "w4a8-emu", "w4a16"):
+        assert m[f"static:{mode}"]["policy"] == "int4 ladder"
+        assert m[f"static:{mode}"]["precision_counts"] == {mode: 8}
+    for name in ("dyq", "kerv+dyq"):
+        assert set(m[name]["precision_counts"]) <= {"w4a4-emu", "w4a8-emu", "w4a16"}
+        assert m[name]["timeline"]["precision"][0] == "w4a16"  # no kinematics yet: the top mode
+    for name in ("spec", "specvla", "kerv", "kerv+dyq"):
+        assert m[name]["acceptance"]["draft_tokens"] > 0 and m[name]["acceptance"]["rate"] is not None
+    assert m["ar"]["acceptance"]["rate"] is None
+    plots = {p.name for p in (out / "plots").iterdir()}
+    assert {"latency_hist.png", "action_error.png", "timeline_dyq.png", "timeline_kerv+dyq.png"} <= plots
+    assert len(plots) == len(ALL) + 2
+    assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
+
+
+def test_max_episodes_and_mode_shorthands(ladder_checkpoint, tmp_path, capsys):
+    bag = tmp_path / "bag"
+    write_episodes(bag, episodes(n=3, steps=3))
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "replay",
+            str(bag),
+            "--checkpoint",
+            str(ladder_checkpoint),
+            "--methods",
+            "w4a16,fp32,static:w4a16",
+            "--max-episodes",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-plots",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["methods"]) == ["static:w4a16", "static:fp32"]  # duplicates dropped
+    assert metrics["episodes"] == 2 and metrics["steps"] == 6
+
+
+def test_method_names_expand_and_unknown_ones_fail(capsys, tmp_path):
+    from vla_accel_ros.evaluation.methods import expand
+
+    assert expand(["static"]) == ["static:w4a4-emu", "static:w4a8-emu", "static:w4a16"]
+    assert expand(["ar", "w4a8-emu", "kerv+dyq"]) == ["ar", "static:w4a8-emu", "kerv+dyq"]
+    with pytest.raises(ValueError, match="unknown method 'turbo'"):
+        expand(["turbo"])
+    rc = main(["replay", str(tmp_path), "--methods", "ar,turbo", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "unknown method 'turbo'" in capsys.readouterr().err
+
+
+def test_ladder_settings_keep_a_served_table_and_replace_a_foreign_one():
+    from vla_accel_ros.evaluation.methods import ladder_settings
+
+    modes = ["w4a4-emu", "w4a8-emu", "w4a16"]
+    params = load_settings()
+    adapted, note = ladder_settings(params, modes)
+    ctrl = adapted["controller_node"]
+    assert ctrl["precision_modes"] == modes and ctrl["precision_table_modes"] == modes[:2]
+    assert ctrl["precision_table_bounds"][-1] == ctrl["top_threshold"] and "DyQ table" in note
+    assert params["controller_node"]["precision_modes"] == ["fp32"]  # the caller's dict is untouched
+    assert ladder_settings(adapted, modes) == (adapted, None)
+
+
+def test_builtin_checkpoint_takes_the_trained_draft_only_for_its_own_weights(tmp_path, monkeypatch):
+    """runs/builtin/draft is used for the packaged checkpoint only when runs/builtin has its weights."""
+    import shutil
+
+    from vla_accel_ros.decoding.draft import DraftConfig, EagleDraft, save_draft
+    from vla_accel_ros.evaluation import methods
+    from vla_accel_ros.policy.checkpoint import BUILTIN
+
+    trained = tmp_path / "builtin"
+    trained.mkdir()
+    shutil.copy(BUILTIN / "model.safetensors", trained / "model.safetensors")
+    policy = Policy.load(None)
+    torch.manual_seed(0)
+    save_draft(EagleDraft(DraftConfig.for_target(policy.model), policy.model).eval(), trained / "draft")
+    monkeypatch.setattr(methods, "TRAINED_BUILTIN", trained)
+    methods.attach_draft(policy, "builtin")
+    assert policy.draft is not None and "kerv" in policy.decoders
+    other = Policy.load(None)
+    (trained / "model.safetensors").write_bytes(b"retrained since")
+    methods.attach_draft(other, "builtin")
+    assert other.draft is None and "other than the built-in" in other.draft_error
+    shutil.rmtree(trained / "draft")
+    methods.attach_draft(other, "builtin")
+    assert "train-draft" in other.draft_error
 
 
 def test_without_reference_actions_the_loop_sees_the_policy_action(demo_bag, checkpoint, tmp_path, capsys):
@@ -487,3 +631,68 @@ def test_existing_output_is_not_overwritten(demo_bag, checkpoint, tmp_path, caps
     )
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
+
+
+# -- bench-replay ----------------------------------------------------------------------------------
+def _bench_argv(bag: Path, checkpoint: Path, tmp_path: Path) -> list[str]:
+    return [
+        "bench-replay",
+        "--bag",
+        str(bag),
+        "--checkpoint",
+        str(checkpoint),
+        "--episodes",
+        "1",
+        "--max-steps",
+        "5",
+        "--methods",
+        "ar,dyq,kerv,kerv+dyq",
+        "--work",
+        str(tmp_path / "work"),
+        "--markdown",
+        str(tmp_path / "docs" / "REPLAY.md"),
+        "--json",
+        str(tmp_path / "docs" / "results" / "replay.json"),
+        "--img",
+        str(tmp_path / "docs" / "img" / "replay"),
+        "--no-progress",
+    ]
+
+
+def test_bench_replay_writes_the_table_json_and_figures(checkpoint, tmp_path, capsys):
+    """The tiny checkpoint has no ladder and no draft: those rows are listed as skipped, with why."""
+    bag = tmp_path / "bag"
+    write_episodes(bag, episodes(n=2, steps=6))
+    md = tmp_path / "docs" / "REPLAY.md"
+    md.parent.mkdir(parents=True)
+    md.write_text(
+        "# Offline replay\n\nHand-written intro.\n\n"
+        "<!-- bench-replay:begin -->\nold\n<!-- bench-replay:end -->\n"
+    )
+    stale = tmp_path / "docs" / "img" / "replay" / "timeline_old.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    assert main(_bench_argv(bag, checkpoint, tmp_path)) == 0, capsys.readouterr().err
+    text = md.read_text()
+    assert "Hand-written intro." in text and "\nold\n" not in text
+    assert "vla-accel bench-replay --bag" in text and "| `ar` | as loaded |" in text
+    assert "`dyq` skipped: needs the int4 precision ladder" in text and "`kerv` skipped: decoding" in text
+    assert "![latency_hist](img/replay/latency_hist.png)" in text
+    data = json.loads((tmp_path / "docs" / "results" / "replay.json").read_text())
+    assert data["steps"] == 5 and data["episodes"] == 1 and "machine" in data and "command" in data
+    assert "timeline" not in data["methods"]["ar"] and data["methods"]["ar"]["steps_per_s"] > 0
+    figures = {p.name for p in stale.parent.iterdir()}
+    assert figures == {"latency_hist.png", "action_error.png"}  # ar's flat timeline is not published
+
+
+def test_bench_replay_on_a_bad_bag_leaves_the_docs_alone(checkpoint, tmp_path, capsys):
+    bag = write_bag(tmp_path / "bag", empty=True)
+    assert main(_bench_argv(bag, checkpoint, tmp_path)) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert not (tmp_path / "docs").exists() and not (tmp_path / "work").exists()
+
+
+def test_bench_assembles_the_replay_section():
+    from vla_accel_ros.commands.bench import SECTIONS
+
+    assert ("docs/REPLAY.md", "vla-accel bench-replay") in [(p, c) for _, p, c in SECTIONS]

@@ -25,8 +25,23 @@ SECTIONS = [
     ("Control-step latency per stage", "docs/LATENCY.md", "vla-accel bench-latency"),
     ("DyQ precision ladder", "docs/PRECISION.md", "vla-accel bench-precision"),
     ("Speculative decoding and KERV", "docs/DECODING.md", "vla-accel bench-decoding"),
+    ("Offline replay of a demonstration bag", "docs/REPLAY.md", "vla-accel bench-replay"),
     ("Reliability: fuzz, load, soak", "docs/RELIABILITY.md", "vla-accel fuzz / vla-accel soak"),
 ]
+
+
+def write_block(path: Path, name: str, block: str, title: str) -> None:
+    """Put a command's results between `<!-- name:begin -->` and `<!-- name:end -->` in `path`, keeping
+    the hand-written text around them (a new file starts with `title`)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.is_file() else title
+    body = f"{begin}\n{block}{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + body + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

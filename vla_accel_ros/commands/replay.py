@@ -1,8 +1,12 @@
 """`vla-accel replay BAG`: offline evaluation of the acceleration methods on a recorded bag.
 
-vla-accel replay data/demos/reach-v3 --methods ar,kerv --out replay_reach --max-steps 200
+vla-accel replay data/demos/reach-v3 --methods ar,static,dyq,kerv,kerv+dyq --max-episodes 2
 vla-accel replay robot.mcap --camera-topic /cam/color/image_raw/compressed --compressed \
     --wrist-topic none --action-topic /arm/executed_action --instruction "open the drawer"
+
+Precision methods (static:<mode>, dyq, kerv+dyq) run on an int4-ladder copy of the checkpoint, the
+others on the checkpoint as loaded; the speculative ones need its draft (beside the checkpoint; for the
+built-in one, runs/builtin/draft). A method that cannot run is listed with the reason.
 
 Exit status: 0 done, 1 no requested method can run, 2 usage error or an unusable bag (the message
 names the problem; nothing is left at --out).
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 HELP = "offline evaluation of acceleration methods on a rosbag2 bag (output bags, metrics.json, plots)"
 
@@ -79,15 +84,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
-        help="comma-separated: ar, static:<mode>, dyq, spec, specvla, kerv, kerv+dyq, kerv-loosen",
+        help="comma-separated: ar, static (every int4 mode), static:<mode> or a mode name "
+        "(w4a16, w4a8-emu, w4a4-emu, fp32), dyq, spec, specvla, kerv, kerv+dyq, kerv-loosen",
     )
     parser.add_argument("--checkpoint", default="builtin", help="checkpoint folder or 'builtin'")
+    parser.add_argument(
+        "--draft", type=Path, default=None, help="draft folder (default: the checkpoint's draft/)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="output directory (default replay_<bag name>)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument(
         "--config", type=Path, default=None, help="config dir (vla_accel.yaml, calibration.yaml)"
     )
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument("--max-episodes", type=int, default=None, help="stop after this many episodes")
     parser.add_argument(
         "--warmup", type=int, default=WARMUP_STEPS, help="first steps left out of the latency statistics"
     )
@@ -102,75 +112,93 @@ def _print_summary(report: dict, out: Path) -> None:
     print(f"replayed {report['steps']} steps ({report['episodes']} episodes) of {report['bag']} -> {out}")
     for name, m in report["methods"].items():
         if not m["available"]:
-            print(f"  {name:10s} unavailable: {m['reason']}")
+            print(f"  {name:16s} skipped: {m['reason']}")
             continue
         lat = m["latency_ms"]
         mae = m["action_mae_mean"]
         rate = m["acceptance"]["rate"]
         print(
-            f"  {name:10s} {m['steps_per_s'] or 0:7.1f} steps/s"
+            f"  {name:16s} {m['steps_per_s'] or 0:7.1f} steps/s"
             f"  p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms"
             + (f"  MAE {mae:.4f}" if mae is not None else "")
             + (f"  accept {rate:.2f}" if rate is not None else "")
         )
         if m["fallback"]["steps"]:
             reasons = "; ".join(f"{r} ({c}x)" for r, c in m["fallback"]["reasons"].items())
-            print(f"  {'':10s} warning: {m['fallback']['steps']} steps fell back: {reasons}")
+            print(f"  {'':16s} warning: {m['fallback']['steps']} steps fell back: {reasons}")
+    for note in report.get("notes", []):
+        print(f"  note: {note}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_accel_ros.data.bag_io import BagError
-    from vla_accel_ros.evaluation.methods import CONFIG_DIR, load_settings, method
-    from vla_accel_ros.evaluation.replay import MethodsUnavailable, replay_to
-
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
-        for name in methods:
-            method(name)
         tm = topic_map(args)
-        params = load_settings(args.config or CONFIG_DIR)
-    except (ValueError, FileNotFoundError) as err:
+    except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = args.out or Path(f"replay_{args.bag.stem or args.bag.name}")
-    try:
-        policy = _load_policy(args.checkpoint, args.threads)
-    except (ValueError, OSError) as err:  # CheckpointError is a ValueError
-        print(f"error: cannot load checkpoint {args.checkpoint!r}: {err}", file=sys.stderr)
-        return 2
-    try:
-        report = replay_to(
-            args.bag,
-            policy,
-            methods,
-            out,
-            overwrite=args.overwrite,
-            plots=not args.no_plots,
-            topic_map=tm,
-            params=params,
-            warmup=args.warmup,
-            max_steps=args.max_steps,
-            progress=not args.quiet,
-            storage=args.storage,
-        )
-    except BagError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except MethodsUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    _print_summary(report, out)
-    return 0
+    rc, report = execute(
+        args.bag,
+        args.methods,
+        out,
+        checkpoint=args.checkpoint,
+        draft=args.draft,
+        threads=args.threads,
+        config=args.config,
+        overwrite=args.overwrite,
+        plots=not args.no_plots,
+        topic_map=tm,
+        warmup=args.warmup,
+        max_steps=args.max_steps,
+        max_episodes=args.max_episodes,
+        progress=not args.quiet,
+        storage=args.storage,
+    )
+    if report is not None:
+        _print_summary(report, out)
+    return rc
 
 
-def _load_policy(checkpoint: str, threads: int):
+def execute(
+    bag: Path,
+    methods: str,
+    out: Path,
+    checkpoint: str = "builtin",
+    draft: Path | None = None,
+    threads: int = 0,
+    config: Path | None = None,
+    **kwargs: Any,
+) -> tuple[int, dict | None]:
+    """`vla-accel replay` without its flags, shared with bench-replay: comma-separated `methods`,
+    policies loaded for them, replay_to(**kwargs). Returns (exit status, report or None); an error is
+    printed as one 'error: ...' line."""
     import torch
 
-    from vla_accel_ros.policy.runtime import Policy
+    from vla_accel_ros.data.bag_io import BagError
+    from vla_accel_ros.evaluation.methods import CONFIG_DIR, expand, load_policies, load_settings
+    from vla_accel_ros.evaluation.replay import MethodsUnavailable, replay_to
 
+    try:
+        names = expand([m.strip() for m in methods.split(",") if m.strip()])
+        for flag in ("max_steps", "max_episodes"):
+            if kwargs.get(flag) is not None and kwargs[flag] < 1:
+                raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
+        params = load_settings(config or CONFIG_DIR)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2, None
     if threads > 0:
         torch.set_num_threads(threads)
-    return Policy.load(None if checkpoint in ("", "builtin") else Path(checkpoint))
+    try:
+        policies = load_policies(checkpoint, names, draft)
+    except (ValueError, OSError) as err:  # CheckpointError is a ValueError
+        print(f"error: cannot load checkpoint {checkpoint!r}: {err}", file=sys.stderr)
+        return 2, None
+    try:
+        return 0, replay_to(bag, policies, names, out, params=params, **kwargs)
+    except MethodsUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1, None
+    except (BagError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2, None

@@ -7,15 +7,25 @@ rows decide each step exactly as the running graph would.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vla_accel_ros.control.accel_loop import AccelLoop, Method
 from vla_accel_ros.control.precision_policy import PrecisionPolicy
 from vla_accel_ros.control.threshold_policy import ThresholdPolicy
 from vla_accel_ros.kinematics.config_io import kalman_filter, load_params, proxy_calibration
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / "config"
+# Where `vla-accel train-draft` puts the built-in checkpoint's draft (the packaged asset ships none).
+TRAINED_BUILTIN = REPO / "runs" / "builtin"
 SPECVLA_R = 9.0
+FULL = "fp32"
+# Every method replay and bench-replay compare; "static" stands for static:<mode> of each ladder mode.
+ALL_METHODS = ("ar", "static", "dyq", "spec", "specvla", "kerv", "kerv+dyq")
 
 
 def method(name: str, top_precision: str = "fp32") -> Method:
@@ -35,6 +45,142 @@ def method(name: str, top_precision: str = "fp32") -> Method:
     if name not in table:
         raise ValueError(f"unknown method {name!r}; known: ar, static:<mode>, {', '.join(table)}")
     return table[name]
+
+
+def ladder_modes() -> list[str]:
+    """The int4 ladder's mode names, cheapest first (known without building a ladder)."""
+    from vla_accel_ros.quant.modes import DEFAULT_MODES
+
+    return [m.name for m in DEFAULT_MODES]
+
+
+def expand(names: list[str]) -> list[str]:
+    """Method names with shorthands resolved: 'static' -> static:<mode> for every ladder mode, a bare
+    mode name ('w4a16') -> 'static:w4a16'. Duplicates are dropped, order kept; unknown names raise."""
+    modes = ladder_modes()
+    out: list[str] = []
+    for name in names:
+        if name == "static":
+            items = [f"static:{m}" for m in modes]
+        elif name in modes or name == FULL:
+            items = [f"static:{name}"]
+        else:
+            method(name)  # raises ValueError for an unknown name
+            items = [name]
+        out += [n for n in items if n not in out]
+    return out
+
+
+def needs_ladder(name: str, precisions: list[str]) -> bool:
+    """Whether method `name` runs a precision that a policy serving `precisions` lacks (int4 modes, DyQ)."""
+    m = method(name, top_precision=precisions[-1])
+    return m.precision is None or m.precision not in precisions
+
+
+def ladder_settings(params: dict, modes: list[str]) -> tuple[dict, str | None]:
+    """`params` whose DyQ table names the policy's `modes`, and a note when it had to be changed.
+
+    The shipped params describe an unquantized graph (precision_modes [fp32]); offline, the same
+    calibration drives the ladder, so unless the configured modes are all served, the table splits
+    [0, top_threshold] evenly over the lower modes (the top mode above it, as in the node).
+    """
+    ctrl = params.get("controller_node", {})
+    configured = list(ctrl.get("precision_modes", []))
+    if configured and all(m in modes for m in configured) and len(configured) > 1:
+        return params, None
+    top = float(ctrl.get("top_threshold", 0.5))
+    lower = modes[:-1]
+    bounds = [round(top * (i + 1) / len(lower), 6) for i in range(len(lower))]
+    out = copy.deepcopy(params)
+    out.setdefault("controller_node", {}).update(
+        precision_modes=list(modes), precision_table_bounds=bounds, precision_table_modes=list(lower)
+    )
+    table = ", ".join(f"S<={b:g}: {m}" for b, m in zip(bounds, lower, strict=True))
+    note = (
+        f"DyQ table: the configured precision_modes {configured} are not the ladder's {modes}; "
+        f"used {table}, else {modes[-1]} (top_threshold {top:g})"
+    )
+    return out, note
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
+        return False
+    return hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+
+
+def attach_draft(policy: Any, checkpoint: str | Path | None, draft: Path | None = None) -> None:
+    """Give `policy` its draft: `draft` when given, else the one Policy.load found beside the
+    checkpoint, else (built-in checkpoint) runs/builtin/draft when runs/builtin holds the same weights:
+    a draft is trained against one target. Failures only set policy.draft_error."""
+    from vla_accel_ros.decoding.draft import DraftLoadError, load_draft
+    from vla_accel_ros.policy.checkpoint import BUILTIN
+
+    if draft is not None:
+        try:
+            policy.attach_draft(load_draft(Path(draft), policy.model))
+        except DraftLoadError as err:
+            policy.draft, policy.draft_error = None, str(err)
+        return
+    if policy.draft is not None or checkpoint not in (None, "", "builtin"):
+        return
+    trained = TRAINED_BUILTIN / "draft"
+    if not trained.is_dir():
+        policy.draft_error = f"{policy.draft_error}; none in {trained} either (run `vla-accel train-draft`)"
+        return
+    if not _same_file(TRAINED_BUILTIN / "model.safetensors", BUILTIN / "model.safetensors"):
+        policy.draft_error = f"{trained} belongs to a checkpoint other than the built-in one"
+        return
+    policy.load_draft(TRAINED_BUILTIN)
+
+
+@dataclass
+class MethodPolicies:
+    """The policies the methods run on: the checkpoint as it is (ar, the decoders) and, for precision
+    methods, a copy on the int4 ladder (quantizing replaces the fp32 weights in place, so it cannot be
+    the same object)."""
+
+    full: Any
+    ladder: Any | None = None
+    ladder_error: str | None = None
+
+    @classmethod
+    def single(cls, policy: Any) -> MethodPolicies:
+        """Every method on one given policy (its own ladder, if it has one)."""
+        has = len(policy.precisions) > 1
+        why = None if has else f"the policy serves only {policy.precisions} (no precision ladder)"
+        return cls(policy, policy if has else None, why)
+
+    def for_method(self, name: str) -> tuple[Any | None, str | None]:
+        """(policy, None) for the policy that serves `name`, or (None, why not)."""
+        if not needs_ladder(name, self.full.precisions):
+            return self.full, None
+        if self.ladder is None:
+            return None, f"needs the int4 precision ladder: {self.ladder_error or 'not built'}"
+        return self.ladder, None
+
+
+def load_policies(
+    checkpoint: str | Path | None, names: list[str], draft: Path | None = None
+) -> MethodPolicies:
+    """Load what `names` need: the checkpoint with its draft, plus a laddered copy (also with the draft,
+    for kerv+dyq) when a precision method is asked for. A ladder that cannot be built is a reason."""
+    from vla_accel_ros.policy.runtime import Policy
+    from vla_accel_ros.quant import quantize_policy
+
+    path = None if checkpoint in (None, "", "builtin") else checkpoint
+    full = Policy.load(path)
+    attach_draft(full, checkpoint, draft)
+    out = MethodPolicies(full)
+    if any(needs_ladder(n, full.precisions) for n in names):
+        laddered = Policy.load(path)
+        attach_draft(laddered, checkpoint, draft)
+        try:
+            quantize_policy(laddered)
+            out.ladder = laddered
+        except (ValueError, RuntimeError, NotImplementedError, AttributeError) as err:
+            out.ladder_error = f"cannot quantize this checkpoint ({type(err).__name__}: {err})"
+    return out
 
 
 def load_settings(config_dir: Path | None = None) -> dict:

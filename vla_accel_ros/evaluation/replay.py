@@ -2,9 +2,11 @@
 
 Every camera frame of the bag (bag_io.iter_steps) is one control step. For each method the same
 objects the nodes chain run in one process (methods.build_loop -> AccelLoop, Policy.act), in bag
-time, all methods in lockstep on one decoded frame. The loop is fed the action the bag says was
-executed (its reference action) when there is one, else the policy's own action, as the kinematics
-node would be fed by the arm.
+time, all methods in lockstep on one decoded frame. Methods run on the policy that serves them
+(methods.MethodPolicies: the checkpoint as is, or its int4-ladder copy for static int4 modes and DyQ);
+a method no policy can serve is reported with the reason, never swapped for another. The loop is
+fed the action the bag says was executed (its reference action) when there is one, else the policy's
+own action, as the kinematics node would be fed by the arm.
 
 Output, per method, a rosbag2 bag with what the graph would have published for that step, all
 stamped with the frame's bag time: /vla/accel_config (the decision used at the step),
@@ -39,14 +41,21 @@ from vla_accel_ros.data.bag_io import (
     iter_steps,
     typestore,
 )
-from vla_accel_ros.evaluation.methods import build_loop, load_settings, method
+from vla_accel_ros.evaluation.methods import (
+    ALL_METHODS,
+    MethodPolicies,
+    build_loop,
+    ladder_settings,
+    load_settings,
+    method,
+)
 from vla_accel_ros.evaluation.stats import percentiles
 from vla_accel_ros.kinematics.config_io import kalman_filter
 from vla_accel_ros.kinematics.joint_derivatives import JointDerivatives, NonIncreasingStampError
 from vla_accel_ros.kinematics.kalman import KalmanCompensator
 from vla_accel_ros.kinematics.proxies import ProxyValues
 
-DEFAULT_METHODS = ("ar", "dyq", "spec", "specvla", "kerv", "kerv+dyq")
+DEFAULT_METHODS = ALL_METHODS
 WARMUP_STEPS = 3
 PKG = "vla_accel_ros/msg"
 OUTPUT_TOPICS = {
@@ -211,6 +220,7 @@ class _Run:
     monitor: KalmanCompensator  # the kinematics node's filter (the loop's own one for KERV methods)
     bag: OutputBag
     bag_path: Path
+    policy: Any
     rec: _Record = field(default_factory=_Record)
 
 
@@ -260,6 +270,22 @@ def _check_step(policy: Any, step: BagStep, tm: TopicMap) -> None:
         )
 
 
+def _method_params(policy: Any, name: str, params: dict, notes: list[str]) -> dict:
+    """The params a method's loop is built from: DyQ methods get a table over the policy's ladder."""
+    if method(name, top_precision=policy.precisions[-1]).precision is not None or len(policy.precisions) < 2:
+        return params
+    adapted, note = ladder_settings(params, policy.precisions)
+    if note is not None and note not in notes:
+        notes.append(note)
+    return adapted
+
+
+def _precision_order(policies: MethodPolicies) -> list[str]:
+    """Every mode the runs can use, cheapest first (the plots' axis order)."""
+    modes = list(policies.ladder.precisions) if policies.ladder is not None else []
+    return modes + [p for p in policies.full.precisions if p not in modes]
+
+
 def replay(
     bag: Path | str,
     policy: Any,
@@ -271,8 +297,12 @@ def replay(
     max_steps: int | None = None,
     progress: bool = True,
     storage: str = "mcap",
+    max_episodes: int | None = None,
 ) -> dict:
-    """Replay `bag` with each method, writing bags/<method>/ under `out_dir`; returns the metrics."""
+    """Replay `bag` with each method, writing bags/<method>/ under `out_dir`; returns the metrics.
+
+    `policy` is a MethodPolicies, or one policy that then serves every method it can.
+    """
     from tqdm import tqdm
 
     from vla_accel_ros.policy.runtime import PolicyInput
@@ -280,23 +310,28 @@ def replay(
     bag = Path(bag)
     tm = topic_map or TopicMap()
     params = load_settings() if params is None else params
+    policies = policy if isinstance(policy, MethodPolicies) else MethodPolicies.single(policy)
     out_dir.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
     report: dict[str, Any] = {"methods": {}}
     runs: list[_Run] = []
     for name in methods:
-        reason = unavailable_reason(policy, name, params)
+        served, reason = policies.for_method(name)
+        if served is not None:
+            method_params = _method_params(served, name, params, notes)
+            reason = unavailable_reason(served, name, method_params)
         if reason is not None:
             report["methods"][name] = {"available": False, "reason": reason}
             continue
-        loop = build_loop(name, policy.action_dim, policy.precisions, params)
+        loop = build_loop(name, served.action_dim, served.precisions, method_params)
         path = out_dir / "bags" / bag_dir_name(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        runs.append(
-            _Run(name, loop, _monitor(loop, params, policy.action_dim), OutputBag(path, storage), path)
-        )
+        monitor = _monitor(loop, method_params, served.action_dim)
+        runs.append(_Run(name, loop, monitor, OutputBag(path, storage), path, served))
     if not runs:
         reasons = "; ".join(f"{n}: {r['reason']}" for n, r in report["methods"].items())
         raise MethodsUnavailable(f"none of the methods can be served by this policy ({reasons})")
+    policy = runs[0].policy  # every policy shares the checkpoint's config: cameras, state, actions
     kin = params.get("kinematics_node", {})
     joints = JointDerivatives(max_gap_s=float(kin.get("joint_max_gap_s", 0.5)))
     stats = ReadStats()
@@ -315,6 +350,8 @@ def replay(
             if step.episode < 0:
                 outside += 1  # between an episode's end and the next start: not part of any episode
                 continue
+            if max_episodes is not None and step.episode not in episodes and len(episodes) >= max_episodes:
+                break
             if steps == 0:
                 _check_step(policy, step, tm)
             if step.episode != episode:
@@ -335,7 +372,7 @@ def replay(
                 instruction=step.instruction,
             )
             for run in runs:
-                _run_step(run, policy, inp, step, derivs)
+                _run_step(run, inp, step, derivs)
             steps += 1
             bar.update(1)
         bar.close()
@@ -360,7 +397,8 @@ def replay(
             "skipped_incomplete_frames": stats.skipped_incomplete,
             "skipped_outside_episodes": outside,
             "warmup_steps": warmup,
-            "precisions": list(policy.precisions),
+            "precisions": _precision_order(policies),
+            "notes": notes,
         }
     )
     for run in runs:
@@ -369,9 +407,9 @@ def replay(
     return report
 
 
-def _run_step(run: _Run, policy: Any, inp: Any, step: BagStep, derivs: tuple) -> None:
+def _run_step(run: _Run, inp: Any, step: BagStep, derivs: tuple) -> None:
     t_step = time.perf_counter()
-    rec = run.rec
+    rec, policy = run.rec, run.policy
     d = run.loop.decide()
     precision = d.precision if d.precision is not None else policy.precisions[-1]
     run.bag.accel_config(step.stamp_ns, d, precision)
@@ -445,6 +483,7 @@ def _summary(run: _Run, warmup: int, out_dir: Path) -> dict:
     steady_s = sum(rec.step_s[warmup:])
     out: dict[str, Any] = {
         "available": True,
+        "policy": "int4 ladder" if run.policy.ladder is not None else "as loaded",
         "bag": str(run.bag_path.relative_to(out_dir)),
         "steps": n,
         "steps_per_s": (len(rec.step_s[warmup:]) / steady_s) if steady_s > 0 else None,
@@ -463,6 +502,7 @@ def _summary(run: _Run, warmup: int, out_dir: Path) -> dict:
         "token_bin_error": np.mean(bins, axis=0).tolist() if bins else None,
         "token_bin_error_mean": float(np.mean(bins)) if bins else None,
         "precision_counts": dict(Counter(rec.precision)),
+        "precision_share": {p: c / n for p, c in Counter(rec.precision).items()} if n else {},
         "acceptance": {
             "draft_tokens": rec.draft,
             "accepted_tokens": rec.accepted,

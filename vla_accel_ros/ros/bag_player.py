@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, BagError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rclpy.init()
+    rclpy.init(args=["bag_player", *argv])  # --ros-args (namespace, remaps from a launcher) apply
     try:
         play(
             args.bag,

@@ -99,6 +99,7 @@ class ProcessSpec:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)  # added to the launcher's environment
+    ros_node: bool = False  # an extra process that is a ROS node: gets the graph's namespace and remaps
 
 
 @dataclass
@@ -131,6 +132,14 @@ def validate(cfg: GraphConfig) -> None:
     validate_sections(sections)
 
 
+def _remap_args(cfg: GraphConfig) -> list[str]:
+    """Namespace and remaps: the same for every node, so an extra node (the bag player) meets them."""
+    argv = ["-r", f"__ns:=/{cfg.namespace.strip('/')}"] if cfg.namespace else []
+    for remap in cfg.remaps:
+        argv += ["-r", remap]
+    return argv
+
+
 def process_specs(cfg: GraphConfig, overrides_file: Path | None) -> list[ProcessSpec]:
     specs = []
     for node in cfg.nodes:
@@ -139,18 +148,20 @@ def process_specs(cfg: GraphConfig, overrides_file: Path | None) -> list[Process
             argv += ["--params-file", str(path)]
         if overrides_file is not None:
             argv += ["--params-file", str(overrides_file)]
-        if cfg.namespace:
-            argv += ["-r", f"__ns:=/{cfg.namespace.strip('/')}"]
-        for remap in cfg.remaps:
-            argv += ["-r", remap]
+        argv += _remap_args(cfg)
         if cfg.use_sim_time:
             argv += ["-p", "use_sim_time:=true"]
         specs.append(ProcessSpec(node, argv))
-    return [*specs, *cfg.extra]
+    for spec in cfg.extra:
+        extra = _remap_args(cfg) if spec.ros_node else []
+        specs.append(
+            ProcessSpec(spec.name, [*spec.argv, "--ros-args", *extra] if extra else spec.argv, spec.env)
+        )
+    return specs
 
 
 def replay_process(bag: Path, rate: float = 1.0) -> ProcessSpec:
-    """The process that plays `bag` into the graph (hook for the bag-replay developer).
+    """The process that plays `bag` into the graph (launch/replay.launch.py starts the same player).
 
     Contract: return a ProcessSpec whose command publishes the bag's /camera/image_raw,
     /wrist_camera/image_raw, /joint_states and /instruction with their recorded stamps, and /clock, at
@@ -158,7 +169,7 @@ def replay_process(bag: Path, rate: float = 1.0) -> ProcessSpec:
     starts it next to the three nodes with use_sim_time:=true.
     """
     argv = [sys.executable, "-m", "vla_accel_ros.ros.bag_player", str(bag), "--rate", str(rate)]
-    return ProcessSpec("bag_player", [*argv, "--wait-node", "inference_node"])
+    return ProcessSpec("bag_player", [*argv, "--wait-node", "inference_node"], ros_node=True)
 
 
 def _describe_exit(code: int) -> str:
