@@ -102,6 +102,45 @@ def test_sim_arm_and_three_nodes_close_the_loop(ros):
     assert codes == dict.fromkeys(SIM_NODES, 0), codes  # every node stopped cleanly on SIGINT
 
 
+def test_dyq_overlay_switches_precision_live_through_accel_config(ros):
+    """config/dyq.yaml: the inference node serves the int4 ladder and every VlaAction runs the mode the
+    controller's AccelConfig asked for; over a reach episode more than one mode is used."""
+    from vla_accel_ros.msg import AccelConfig
+
+    from vla_accel_ros.quant import DEFAULT_MODES
+    from vla_accel_ros.ros.launcher import config_dir
+
+    lines: list[str] = []
+    cfg = GraphConfig(
+        nodes=SIM_NODES,
+        params_files=[*default_params_files(sim=True), config_dir() / "dyq.yaml"],
+        overrides={
+            "inference_node": {"trigger": "timer", "control_rate_hz": RATE_HZ},
+            "sim_arm_node": {"task": "reach", "max_steps": 500},
+        },
+    )
+    graph = Graph(cfg, output=lines.append)
+    actions = ros.collect(VlaAction, "vla/action_raw", vla_qos())
+    configs = ros.collect(AccelConfig, "vla/accel_config", vla_qos())
+    ladder = {m.name for m in DEFAULT_MODES}
+    try:
+        graph.launcher.start()
+
+        def modes_seen() -> set[str]:
+            assert graph.launcher.poll() is None, f"{graph.launcher.failure}\n" + "\n".join(lines[-40:])
+            return {a.precision for a in actions}
+
+        ros.spin_until(lambda: len(modes_seen()) >= 2 and len(actions) >= 10, 180.0)
+        assert actions, "no VlaAction\n" + "\n".join(lines[-40:])
+        assert modes_seen() <= ladder, modes_seen()
+        assert not [a.fallback_reason for a in actions if a.fallback], "a requested mode was not served"
+        assert len(modes_seen()) >= 2, f"one mode only over {len(actions)} actions: {modes_seen()}"
+        assert modes_seen() <= {c.precision for c in configs}
+    finally:
+        graph.launcher.shutdown()
+        graph.close()
+
+
 # --- the launcher on its own --------------------------------------------------------------------------
 
 

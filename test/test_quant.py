@@ -393,14 +393,52 @@ def test_benchmark_section_renders_a_report():
     mem = section["memory"]
     assert mem["ladder_linears"] / mem["bf16_decoder_linears"] == pytest.approx((0.5 + 4 / GROUP) / 2)
     assert set(section["errors"]) == {"bf16", *MODE_NAMES}
-    section.update(inputs="2 random observations", model={
-        "label": "test", "description": "tiny", "prefill_tokens": section["prefill_tokens"],
-        "action_tokens": 4, "vocab_size": fp32.config.vocab_size, "hidden_size": 64})
+    section.update(
+        inputs="2 random observations",
+        model={
+            "label": "test",
+            "description": "tiny",
+            "prefill_tokens": section["prefill_tokens"],
+            "action_tokens": 4,
+            "vocab_size": fp32.config.vocab_size,
+            "hidden_size": 64,
+        },
+    )
     machine = machine_info() | {"load_average_end": [0.0, 0.0, 0.0]}
-    text = render({"command": "test", "date": "today", "machine": machine, "training_finished": True,
-                   "settings": {"group": GROUP, "warmup": 0, "repeats": 1}, "realistic": section})
+    text = render(
+        {
+            "command": "test",
+            "date": "today",
+            "machine": machine,
+            "training_finished": True,
+            "settings": {"group": GROUP, "warmup": 0, "repeats": 1},
+            "realistic": section,
+        }
+    )
     assert "## Targets" in text and all(name in text for name in MODE_NAMES)
     assert "int8-master" in text and "pre-packed" in text
     sweep = {r["group"]: r for r in section["group_sweep"]}
     assert sweep[64]["fraction_of_bf16_linears"] < sweep[32]["fraction_of_bf16_linears"]
     assert "multiple of the group size 128" in sweep[128]["not_applicable"]
+
+
+def test_inference_node_loader_serves_the_int4_ladder_when_configured(one_thread):
+    """precision_ladder: int4 makes the node's policy serve every ladder mode; 'none' only fp32."""
+    from vla_accel_ros.quant import DEFAULT_MODES
+    from vla_accel_ros.ros.inference_node import load_policy
+    from vla_accel_ros.ros.params import InferenceParams
+
+    plain, _ = load_policy(InferenceParams.from_mapping({"num_threads": 1}))
+    assert plain.precisions == ["fp32"]
+    policy, make_input = load_policy(
+        InferenceParams.from_mapping({"precision_ladder": "int4", "quant_group_size": 32, "num_threads": 1})
+    )
+    assert policy.precisions == [m.name for m in DEFAULT_MODES]
+    inp = make_input(
+        images={c: np.zeros((64, 64, 3), np.uint8) for c in policy.cameras},
+        joint_positions=np.zeros(policy.config.state_dim, np.float32),
+        instruction="reach the goal",
+    )
+    for mode in policy.precisions:
+        result = policy.act(inp, precision=mode)
+        assert result.precision == mode and np.isfinite(result.action).all()

@@ -69,12 +69,16 @@ def load_policy(p: InferenceParams) -> tuple[PolicyLike, Callable[..., Any]]:
         torch.set_num_threads(p.num_threads)
     model_path, device = p.model_path, p.device
     path = None if model_path in ("", "builtin") else Path(model_path)
-    if device == "auto":
-        return Policy.load(path, allow_pickle=p.allow_pickle), PolicyInput
+    options = {} if device == "auto" else {"device": device}
     try:
-        return Policy.load(path, allow_pickle=p.allow_pickle, device=device), PolicyInput
+        policy = Policy.load(path, allow_pickle=p.allow_pickle, **options)
     except TypeError as err:
         raise RuntimeError(f"the policy runtime cannot choose a device ({err}); use device 'auto'") from err
+    if p.precision_ladder == "int4":
+        from vla_accel_ros.quant import quantize_policy
+
+        quantize_policy(policy, group=p.quant_group_size)
+    return policy, PolicyInput
 
 
 @dataclass(frozen=True)

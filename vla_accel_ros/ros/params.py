@@ -255,6 +255,21 @@ class InferenceParams(NodeParams):
         choices=("auto", "cpu", "cuda"),
         read_only=True,
     )
+    precision_ladder: str = param(
+        "none",
+        "Weights the precision modes are served from: 'none' (the checkpoint as stored, one mode) or "
+        "'int4' (quantized once at load to int4 groups; modes w4a4-emu, w4a8-emu, w4a16, switched per "
+        "step by the controller's AccelConfig: set controller_node.precision_modes to the same names).",
+        choices=("none", "int4"),
+        read_only=True,
+    )
+    quant_group_size: int = param(
+        32,
+        "int4 group size along the input dimension (32 kept 95 % token agreement on the 135 M model, "
+        "64 only 41 %; docs/PRECISION.md). A multiple of 32 that divides every layer's input size.",
+        range=(32, 256),
+        read_only=True,
+    )
     num_threads: int = param(
         0,
         "CPU threads for torch (0: torch's default). 1 when the graph shares a few cores: measured 24 ms "
