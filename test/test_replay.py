@@ -327,30 +327,20 @@ def test_ladder_settings_keep_a_served_table_and_replace_a_foreign_one():
     assert ladder_settings(adapted, modes) == (adapted, None)
 
 
-def test_builtin_checkpoint_takes_the_trained_draft_only_for_its_own_weights(tmp_path, monkeypatch):
-    """runs/builtin/draft is used for the packaged checkpoint only when runs/builtin has its weights."""
-    import shutil
-
+def test_builtin_checkpoint_ships_its_draft_and_a_given_draft_replaces_it(tmp_path):
+    """The packaged checkpoint carries draft/ (every speculative method runs on it); --draft overrides."""
     from vla_accel_ros.decoding.draft import DraftConfig, EagleDraft, save_draft
     from vla_accel_ros.evaluation import methods
-    from vla_accel_ros.policy.checkpoint import BUILTIN
 
-    trained = tmp_path / "builtin"
-    trained.mkdir()
-    shutil.copy(BUILTIN / "model.safetensors", trained / "model.safetensors")
     policy = Policy.load(None)
+    assert policy.draft is not None and {"spec", "specvla", "kerv"} <= set(policy.decoders)
+    shipped = policy.draft
     torch.manual_seed(0)
-    save_draft(EagleDraft(DraftConfig.for_target(policy.model), policy.model).eval(), trained / "draft")
-    monkeypatch.setattr(methods, "TRAINED_BUILTIN", trained)
-    methods.attach_draft(policy, "builtin")
-    assert policy.draft is not None and "kerv" in policy.decoders
-    other = Policy.load(None)
-    (trained / "model.safetensors").write_bytes(b"retrained since")
-    methods.attach_draft(other, "builtin")
-    assert other.draft is None and "other than the built-in" in other.draft_error
-    shutil.rmtree(trained / "draft")
-    methods.attach_draft(other, "builtin")
-    assert "train-draft" in other.draft_error
+    save_draft(EagleDraft(DraftConfig.for_target(policy.model), policy.model).eval(), tmp_path / "d")
+    methods.attach_draft(policy, "builtin", tmp_path / "d")
+    assert policy.draft is not None and policy.draft is not shipped
+    methods.attach_draft(policy, "builtin", tmp_path / "missing")
+    assert policy.draft is None and policy.draft_error
 
 
 def test_without_reference_actions_the_loop_sees_the_policy_action(demo_bag, checkpoint, tmp_path, capsys):

@@ -8,7 +8,6 @@ rows decide each step exactly as the running graph would.
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from vla_accel_ros.kinematics.config_io import kalman_filter, load_params, proxy
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "config"
 # Where `vla-accel train-draft` puts the built-in checkpoint's draft (the packaged asset ships none).
-TRAINED_BUILTIN = REPO / "runs" / "builtin"
 SPECVLA_R = 9.0
 FULL = "fp32"
 # Every method replay and bench-replay compare; "static" stands for static:<mode> of each ladder mode.
@@ -103,35 +101,19 @@ def ladder_settings(params: dict, modes: list[str]) -> tuple[dict, str | None]:
     return out, note
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
-        return False
-    return hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
-
-
 def attach_draft(policy: Any, checkpoint: str | Path | None, draft: Path | None = None) -> None:
-    """Give `policy` its draft: `draft` when given, else the one Policy.load found beside the
-    checkpoint, else (built-in checkpoint) runs/builtin/draft when runs/builtin holds the same weights:
-    a draft is trained against one target. Failures only set policy.draft_error."""
+    """Give `policy` the draft at `draft` when given; otherwise it keeps the one Policy.load found beside
+    the checkpoint (the built-in checkpoint ships its own). Failures only set policy.draft_error."""
     from vla_accel_ros.decoding.draft import DraftLoadError, load_draft
-    from vla_accel_ros.policy.checkpoint import BUILTIN
 
-    if draft is not None:
-        try:
-            policy.attach_draft(load_draft(Path(draft), policy.model))
-        except DraftLoadError as err:
-            policy.draft, policy.draft_error = None, str(err)
+    if draft is None:
+        if policy.draft is None:
+            policy.draft_error = f"{policy.draft_error} (train one with `vla-accel train-draft`)"
         return
-    if policy.draft is not None or checkpoint not in (None, "", "builtin"):
-        return
-    trained = TRAINED_BUILTIN / "draft"
-    if not trained.is_dir():
-        policy.draft_error = f"{policy.draft_error}; none in {trained} either (run `vla-accel train-draft`)"
-        return
-    if not _same_file(TRAINED_BUILTIN / "model.safetensors", BUILTIN / "model.safetensors"):
-        policy.draft_error = f"{trained} belongs to a checkpoint other than the built-in one"
-        return
-    policy.load_draft(TRAINED_BUILTIN)
+    try:
+        policy.attach_draft(load_draft(Path(draft), policy.model))
+    except DraftLoadError as err:
+        policy.draft, policy.draft_error = None, str(err)
 
 
 @dataclass
