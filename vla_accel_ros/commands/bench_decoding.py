@@ -27,7 +27,7 @@ BEGIN, END = "<!-- bench-decoding:begin -->", "<!-- bench-decoding:end -->"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default="runs/builtin", help="checkpoint with a draft/ folder")
+    parser.add_argument("--checkpoint", default="builtin", help="checkpoint with a draft/ folder")
     parser.add_argument("--data", type=Path, default=Path("data/demos"), help="demonstration bags")
     parser.add_argument(
         "--methods",
@@ -560,7 +560,10 @@ def run(args: argparse.Namespace) -> int:
         "draft_cost": draft_cost(main, episodes),
         "notes": notes,
     }
-    training = Path(args.checkpoint) / "draft" / "training.json"
+    from vla_accel_ros.policy.checkpoint import BUILTIN
+
+    root = BUILTIN if args.checkpoint in ("", "builtin") else Path(args.checkpoint)
+    training = root / "draft" / "training.json"
     if training.is_file():
         info = json.loads(training.read_text())
         report["draft"]["training"] = {

@@ -5,8 +5,8 @@ vla-accel replay robot.mcap --camera-topic /cam/color/image_raw/compressed --com
     --wrist-topic none --action-topic /arm/executed_action --instruction "open the drawer"
 
 Precision methods (static:<mode>, dyq, kerv+dyq) run on an int4-ladder copy of the checkpoint, the
-others on the checkpoint as loaded; the speculative ones need its draft (beside the checkpoint; for the
-built-in one, runs/builtin/draft). A method that cannot run is listed with the reason.
+others on the checkpoint as loaded; the speculative ones need its draft (beside the checkpoint, as the
+built-in one ships it, or --draft). A method that cannot run is listed with the reason.
 
 Exit status: 0 done, 1 no requested method can run, 2 usage error or an unusable bag (the message
 names the problem; nothing is left at --out).
