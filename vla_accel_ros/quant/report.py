@@ -152,9 +152,7 @@ def render(report: dict) -> str:
         f"Model: {real['model']['description']} (**{real['model']['label']}**).",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with "
         f"{m['torch_threads']} threads, kernel capability {m['torch_cpu_capability']}; {isa}. "
-        f"Load average at start {m['load_average_start'][0]:.2f}, at end {m['load_average_end'][0]:.2f}"
-        + ("" if report["training_finished"] else
-           " (**taken while the built-in model's training was running: indicative only**)") + ".",
+        f"Load average at start {m['load_average_start'][0]:.2f}, at end {m['load_average_end'][0]:.2f}.",
         "Per action = prefill of the observation and prompt, then autoregressive decoding of "
         f"{real['model']['action_tokens']} action tokens (the first from the prefill's logits), as "
         "Policy.act runs it without image preprocessing; median and p95 over "
