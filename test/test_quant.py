@@ -410,7 +410,6 @@ def test_benchmark_section_renders_a_report():
             "command": "test",
             "date": "today",
             "machine": machine,
-            "training_finished": True,
             "settings": {"group": GROUP, "warmup": 0, "repeats": 1},
             "realistic": section,
         }
