@@ -242,3 +242,44 @@ def test_bad_bags_and_checkpoints(tmp_path, capsys):
     demo_bag(tmp_path / "bag")
     assert main(["stats", str(tmp_path / "bag"), "--check", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def _stats_file(path: Path, n_action: int, n_state: int, lo: float = -2.0, hi: float = 2.0) -> Path:
+    stats = {
+        "action": {"q01": [lo] * n_action, "q99": [hi] * n_action},
+        "state": {"mean": [0.5] * n_state, "std": [2.0] * n_state},
+    }
+    path.write_text(json.dumps(stats))
+    return path
+
+
+def test_inference_node_takes_the_robots_statistics_file(tmp_path):
+    """norm_stats_file replaces the checkpoint's action range and proprio statistics (the speculative
+    decoders included); a file of other dimensions stops the model load with the reason."""
+    from vla_accel_ros.policy.runtime import PolicyInput
+    from vla_accel_ros.ros.inference_node import load_policy
+    from vla_accel_ros.ros.params import InferenceParams
+
+    good = _stats_file(tmp_path / "good.json", 4, 9)
+    policy, _ = load_policy(InferenceParams.from_mapping({"norm_stats_file": str(good), "num_threads": 1}))
+    assert np.allclose(policy.actions.q01, -2.0) and np.allclose(policy.actions.q99, 2.0)
+    assert np.allclose(policy._state_mean.numpy(), 0.5)
+    inp = PolicyInput(
+        images={c: np.zeros((64, 64, 3), np.uint8) for c in policy.cameras},
+        joint_positions=np.zeros(9, np.float32),
+        instruction="reach the goal",
+    )
+    result = policy.act(inp, decoding="ar")
+    # actions are bin centres of the new range, which reaches beyond the checkpoint's [-1, 1]
+    assert np.allclose(result.action, policy.actions.decode(result.token_ids))
+    kerv = policy.act(inp, decoding="kerv")
+    assert kerv.decoding == "kerv" and not kerv.fallback and np.isfinite(kerv.action).all()
+    for name, n_action, n_state, words in (
+        ("actions7.json", 7, 9, "7 action dimensions"),
+        ("state3.json", 4, 3, "3 state dimensions"),
+    ):
+        bad = _stats_file(tmp_path / name, n_action, n_state)
+        with pytest.raises(RuntimeError, match=words):
+            load_policy(InferenceParams.from_mapping({"norm_stats_file": str(bad), "num_threads": 1}))
+    with pytest.raises(RuntimeError, match="norm_stats_file"):
+        load_policy(InferenceParams.from_mapping({"norm_stats_file": str(tmp_path / "missing.json")}))

@@ -99,6 +99,10 @@ class OpenVlaActionTokenizer:
         self.bins = np.linspace(-1.0, 1.0, self.n_bins)
         self.centres = (self.bins[:-1] + self.bins[1:]) / 2.0  # n_bins - 1 centres
 
+    def with_range(self, q01, q99) -> OpenVlaActionTokenizer:
+        """The same convention (and normalization mask) over another action range."""
+        return OpenVlaActionTokenizer(q01, q99, self.mask, self.vocab_size, self.n_bins)
+
     @property
     def action_dim(self) -> int:
         return int(self.q01.shape[0])

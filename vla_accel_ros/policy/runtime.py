@@ -118,6 +118,39 @@ class Policy:
     def action_dim(self) -> int:
         return self.config.action_dim
 
+    def use_statistics(self, stats: dict) -> None:
+        """Un-normalize actions with another action range (q01/q99) and, for a model with proprio input,
+        normalize joint states with another mean/std: a `vla-accel stats` file of the user's robot.
+
+        Dimensions must match the model's exactly (a silent mismatch would scale the wrong joints)."""
+        action = stats.get("action") or {}
+        q01, q99 = action.get("q01"), action.get("q99")
+        if q01 is None or q99 is None:
+            raise InputError("the statistics have no action q01/q99 (write them with `vla-accel stats`)")
+        if len(q01) != self.action_dim or len(q99) != self.action_dim:
+            raise InputError(
+                f"the statistics have {len(q01)} action dimensions, the model emits {self.action_dim}"
+            )
+        state = stats.get("state") or {}
+        mean, std = state.get("mean"), state.get("std")
+        uses_state = hasattr(self, "_state_mean") and self._state_mean.numel() > 0
+        if uses_state and mean is not None:
+            if std is None or len(mean) != self._state_mean.numel() or len(std) != len(mean):
+                raise InputError(
+                    f"the statistics have {len(mean)} state dimensions, the model reads "
+                    f"{self._state_mean.numel()} joint positions"
+                )
+        try:
+            actions = self.actions.with_range(q01, q99)
+        except ValueError as err:
+            raise InputError(f"unusable action statistics: {err}") from err
+        self.actions = actions
+        if uses_state and mean is not None:
+            self._state_mean = torch.tensor(mean, dtype=torch.float32)
+            self._state_std = torch.tensor(std, dtype=torch.float32).clamp_min(1e-6)
+        if self.draft is not None:  # the speculative decoders hold the tokenizer: rebuild them
+            self.attach_draft(self.draft)
+
     @property
     def cameras(self) -> list[str]:
         return list(self.config.cameras)

@@ -40,6 +40,10 @@ class ActionTokenizer:
     def action_dim(self) -> int:
         return int(self.q01.shape[0])
 
+    def with_range(self, q01: Sequence[float], q99: Sequence[float]) -> ActionTokenizer:
+        """The same bins and ids over another action range (a robot's own statistics)."""
+        return ActionTokenizer(q01, q99, self.vocab_size, self.n_bins)
+
     @property
     def bin_width(self) -> np.ndarray:
         """Width of one bin in action units, per dimension (for thresholds in action units)."""

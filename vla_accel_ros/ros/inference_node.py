@@ -19,6 +19,7 @@ included) is flagged in the VlaAction and reported as a WARN.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,15 @@ def load_policy(p: InferenceParams) -> tuple[PolicyLike, Callable[..., Any]]:
         policy = Policy.load(path, allow_pickle=p.allow_pickle, **options)
     except TypeError as err:
         raise RuntimeError(f"the policy runtime cannot choose a device ({err}); use device 'auto'") from err
+    if p.norm_stats_file:
+        try:
+            stats = json.loads(Path(p.norm_stats_file).read_text())
+        except (OSError, ValueError) as err:
+            raise RuntimeError(f"norm_stats_file {p.norm_stats_file!r}: {err}") from err
+        try:
+            policy.use_statistics(stats)
+        except ValueError as err:
+            raise RuntimeError(f"norm_stats_file {p.norm_stats_file!r}: {err}") from err
     if p.precision_ladder == "int4":
         from vla_accel_ros.quant import quantize_policy
 

@@ -255,6 +255,13 @@ class InferenceParams(NodeParams):
         choices=("auto", "cpu", "cuda"),
         read_only=True,
     )
+    norm_stats_file: str = param(
+        "",
+        "JSON of `vla-accel stats` for your robot: its action q01/q99 (and joint mean/std) replace the "
+        "checkpoint's. Dimensions must match the model's, else the model is not loaded ('' = the "
+        "checkpoint's own statistics).",
+        read_only=True,
+    )
     precision_ladder: str = param(
         "none",
         "Weights the precision modes are served from: 'none' (the checkpoint as stored, one mode) or "
