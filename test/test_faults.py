@@ -422,6 +422,8 @@ def test_record_stopped_mid_run_keeps_every_message_received(graph, sig, tmp_pat
     from rosbags.rosbag2 import Reader
 
     graph.ensure_running()
+    n0 = len(graph.actions)  # actions flow before the recorder starts (a restarted node may still load)
+    assert graph.spin_until(lambda: len(graph.actions) >= n0 + 3, 120.0), graph.logs()
     out = tmp_path / "bag"
     argv = [sys.executable, "-m", "vla_accel_ros.cli", "record", "--out", str(out)]
     rec = Proc([*argv, "--topics", "/vla/action_raw", "/arm/command"], graph.env)
@@ -431,7 +433,14 @@ def test_record_stopped_mid_run_keeps_every_message_received(graph, sig, tmp_pat
         return max((int(m.group(1)) for line in list(rec.lines) if (m := counts.match(line))), default=0)
 
     try:
-        assert graph.spin_until(lambda: reported() >= 10, 60.0), rec.text()
+        # Both subscriptions exist (the recorder learns a topic's QoS from its publishers first) ...
+        subscribed = [f"[record] recording {t} " for t in ("/vla/action_raw", "/arm/command")]
+        assert graph.spin_until(
+            lambda: all(any(line.startswith(s) for line in list(rec.lines)) for s in subscribed), 60.0
+        ), rec.text()
+        # ... and messages arrive on both while it records.
+        n1 = len(graph.actions)
+        assert graph.spin_until(lambda: reported() >= 10 and len(graph.actions) >= n1 + 3, 60.0), rec.text()
         before = reported()
         rec.signal(sig)
         assert graph.spin_until(lambda: not rec.alive(), 30.0), rec.text()

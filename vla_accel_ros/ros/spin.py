@@ -23,5 +23,11 @@ def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = No
             rclpy.spin(node)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        except Exception as err:
+            if rclpy.ok():  # a failure while running stays a failure (exit code 1, traceback)
+                raise
+            # Ctrl-C shuts the context down while a callback may still run (a timer publishing on the
+            # invalidated context raises): that is a clean stop, not a crash.
+            node.get_logger().info(f"stopped during shutdown ({type(err).__name__}: {err})")
         finally:
             node.destroy_node()
