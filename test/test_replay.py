@@ -314,17 +314,29 @@ def test_method_names_expand_and_unknown_ones_fail(capsys, tmp_path):
     assert rc == 2 and "unknown method 'turbo'" in capsys.readouterr().err
 
 
-def test_ladder_settings_keep_a_served_table_and_replace_a_foreign_one():
+def test_ladder_settings_keep_a_served_table_and_replace_a_foreign_one(tmp_path):
     from vla_accel_ros.evaluation.methods import ladder_settings
 
     modes = ["w4a4-emu", "w4a8-emu", "w4a16"]
     params = load_settings()
-    adapted, note = ladder_settings(params, modes)
+    # without a dyq overlay: [0, top_threshold] split evenly over the lower modes
+    adapted, note = ladder_settings(params, modes, tmp_path / "none.yaml")
     ctrl = adapted["controller_node"]
     assert ctrl["precision_modes"] == modes and ctrl["precision_table_modes"] == modes[:2]
     assert ctrl["precision_table_bounds"][-1] == ctrl["top_threshold"] and "DyQ table" in note
     assert params["controller_node"]["precision_modes"] == ["fp32"]  # the caller's dict is untouched
     assert ladder_settings(adapted, modes) == (adapted, None)
+    # with one (as calibrate-dyq writes it): its table
+    overlay = tmp_path / "dyq.yaml"
+    overlay.write_text(
+        "/**/controller_node:\n  ros__parameters:\n    precision_modes: [w4a4-emu, w4a8-emu, w4a16]\n"
+        "    top_threshold: 0.3\n    precision_table_bounds: [0.1, 0.3]\n"
+        "    precision_table_modes: [w4a4-emu, w4a8-emu]\n"
+    )
+    adapted, note = ladder_settings(params, modes, overlay)
+    ctrl = adapted["controller_node"]
+    assert ctrl["top_threshold"] == 0.3 and ctrl["precision_table_bounds"] == [0.1, 0.3]
+    assert "dyq.yaml" in note
 
 
 def test_builtin_checkpoint_ships_its_draft_and_a_given_draft_replaces_it(tmp_path):

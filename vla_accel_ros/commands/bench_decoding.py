@@ -117,7 +117,7 @@ def _dyq_policy(checkpoint: str):
 
 def build_methods(names: list[str], checkpoint: str, params: dict, notes: list[str]) -> list[Controlled]:
     from vla_accel_ros.decoding.speculative import speculative_decoders
-    from vla_accel_ros.evaluation.methods import build_loop
+    from vla_accel_ros.evaluation.methods import build_loop, ladder_settings
     from vla_accel_ros.policy.runtime import Policy
 
     policy = Policy.load(checkpoint)
@@ -142,7 +142,10 @@ def build_methods(names: list[str], checkpoint: str, params: dict, notes: list[s
                 rows.append(Controlled(name, bf16, build_loop("ar", a, bf16.precisions, params)))
             elif name == "kerv+dyq":
                 quantized = quantized or _dyq_policy(checkpoint)
-                rows.append(Controlled(name, quantized, build_loop(name, a, quantized.precisions, params)))
+                dyq_params, note = ladder_settings(params, quantized.precisions)
+                notes.extend([note] if note else [])
+                loop = build_loop(name, a, quantized.precisions, dyq_params)
+                rows.append(Controlled(name, quantized, loop))
             elif name == "kerv-verify":
                 rows.append(Controlled(name, policy, build_loop("kerv", a, policy.precisions, params), name))
             else:

@@ -75,21 +75,31 @@ def needs_ladder(name: str, precisions: list[str]) -> bool:
     return m.precision is None or m.precision not in precisions
 
 
-def ladder_settings(params: dict, modes: list[str]) -> tuple[dict, str | None]:
+def ladder_settings(params: dict, modes: list[str], dyq_file: Path | None = None) -> tuple[dict, str | None]:
     """`params` whose DyQ table names the policy's `modes`, and a note when it had to be changed.
 
-    The shipped params describe an unquantized graph (precision_modes [fp32]); offline, the same
-    calibration drives the ladder, so unless the configured modes are all served, the table splits
-    [0, top_threshold] evenly over the lower modes (the top mode above it, as in the node).
+    The shipped params describe an unquantized graph (precision_modes [fp32]); the ladder's table then
+    comes from `config/dyq.yaml` (placed by `vla-accel calibrate-dyq`), as the graph gets it from that
+    overlay, else [0, top_threshold] is split evenly over the lower modes (the top mode above it).
     """
     ctrl = params.get("controller_node", {})
     configured = list(ctrl.get("precision_modes", []))
     if configured and all(m in modes for m in configured) and len(configured) > 1:
         return params, None
+    out = copy.deepcopy(params)
+    dyq_file = CONFIG_DIR / "dyq.yaml" if dyq_file is None else dyq_file
+    overlay = load_params(dyq_file).get("controller_node", {})
+    if overlay.get("precision_modes") and all(m in modes for m in overlay["precision_modes"]):
+        out.setdefault("controller_node", {}).update(overlay)
+        c = out["controller_node"]
+        return out, (
+            f"DyQ table from {dyq_file.name}: bounds {c.get('precision_table_bounds')} -> "
+            f"{c.get('precision_table_modes')}, else {c['precision_modes'][-1]} "
+            f"(top_threshold {c.get('top_threshold')})"
+        )
     top = float(ctrl.get("top_threshold", 0.5))
     lower = modes[:-1]
     bounds = [round(top * (i + 1) / len(lower), 6) for i in range(len(lower))]
-    out = copy.deepcopy(params)
     out.setdefault("controller_node", {}).update(
         precision_modes=list(modes), precision_table_bounds=bounds, precision_table_modes=list(lower)
     )
