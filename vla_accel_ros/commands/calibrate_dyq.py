@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--horizon", type=int, default=10, help="steps after the perturbed one before measuring")
     add("--max-steps", type=int, default=120)
     add("--low", default="w4a4-emu", help="mode of the perturbed step")
-    add("--tolerance", type=float, default=None, help="hand deviation (m) tolerated; default the median")
+    add("--tolerance", type=float, default=0.001, help="mean hand deviation (m) one low step may cause")
     add("--group", type=int, default=32, help="int4 group size of the ladder")
     add("--workers", type=int, default=2)
     add("--out", type=Path, default=Path("config/dyq.yaml"))

@@ -109,7 +109,8 @@ def summarize(
 ) -> dict:
     """Correlations of each proxy with the sensitivity, and the precision table the probes support.
 
-    tolerance (m): the hand deviation one low-precision step may cause; default the median sensitivity.
+    tolerance (m): the mean hand deviation one low-precision step may cause (None: the median
+    sensitivity; `vla-accel calibrate-dyq` uses 1 mm).
     The probes are cut into `bins` quantile bins of S; the top threshold is the lower edge of the lowest
     bin from which on every bin's mean sensitivity exceeds the tolerance (no such bin: the highest S seen,
     i.e. the top mode only where S is above everything measured). Below it, [0, top] is split evenly over
