@@ -23,7 +23,6 @@ import numpy as np
 
 HELP = "benchmark AR / strict SD / Spec-VLA / KERV (+DyQ) decoding side by side (docs/DECODING.md)"
 DEFAULT_METHODS = "ar,spec,specvla,kerv,kerv-verify,kerv-loosen,ar-bf16,ar@w4a16,kerv@w4a16,kerv+dyq"
-BEGIN, END = "<!-- bench-decoding:begin -->", "<!-- bench-decoding:end -->"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -515,17 +514,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(path: Path, block: str) -> None:
-    text = path.read_text() if path.is_file() else "# Speculative decoding\n\n## Results\n\n"
-    body = f"{BEGIN}\n{block}{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + body + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -601,7 +589,9 @@ def run(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
     block = markdown(report)
-    write_markdown(args.markdown, block)
+    from vla_accel_ros.commands.bench import write_block
+
+    write_block(args.markdown, "bench-decoding", block, "# Speculative decoding\n\n## Results\n\n")
     print(block)
     print(f"wrote {args.json} and {args.markdown}")
     return 0
