@@ -18,7 +18,7 @@ from vla_accel_ros.decoding.draft import (
     save_draft,
 )
 from vla_accel_ros.policy.checkpoint import save_checkpoint
-from vla_accel_ros.policy.config import VlaConfig
+from vla_accel_ros.policy.config import tiny_config
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
 from vla_accel_ros.policy.tokenizer import PromptTokenizer
@@ -37,21 +37,7 @@ def one_thread():
 
 def tiny_target(seed: int = 0, **kw) -> VlaModel:
     torch.manual_seed(seed)
-    words = PromptTokenizer.from_texts(INSTRUCTIONS).vocab[4:]
-    base = dict(
-        prompt_vocab=words,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        num_kv_heads=1,
-        intermediate_size=64,
-        vision_channels=[8, 8, 8, 16],
-        action_q01=[-1.0] * 4,
-        action_q99=[1.0] * 4,
-        state_mean=[0.0] * 9,
-        state_std=[1.0] * 9,
-    )
-    model = VlaModel(VlaConfig(**{**base, **kw})).eval()
+    model = VlaModel(tiny_config(INSTRUCTIONS, **kw)).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.ndim >= 2:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vla_accel_ros.decoding.common import action_argmax
+from vla_accel_ros.policy import config as config_module
 from vla_accel_ros.policy.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vla_accel_ros.policy.config import VlaConfig
 from vla_accel_ros.policy.model import VlaModel
@@ -17,22 +18,7 @@ INSTRUCTIONS = ["reach the red goal", "open the drawer"]
 
 
 def tiny_config(**kw) -> VlaConfig:
-    words = PromptTokenizer.from_texts(INSTRUCTIONS).vocab[4:]
-    base = dict(
-        prompt_vocab=words,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        num_kv_heads=1,
-        intermediate_size=64,
-        vision_channels=[8, 8, 8, 16],
-        action_q01=[-1, -1, -1, -1],
-        action_q99=[1, 1, 1, 1],
-        state_mean=[0.0] * 9,
-        state_std=[1.0] * 9,
-    )
-    base.update(kw)
-    return VlaConfig(**base)
+    return config_module.tiny_config(INSTRUCTIONS, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ from vla_accel_ros.data.bag_io import typestore, write_episodes
 from vla_accel_ros.data.episodes import Episode, sim_stamps
 from vla_accel_ros.evaluation.methods import load_settings
 from vla_accel_ros.evaluation.replay import OUTPUT_TOPICS, partial_dir, replay_to
+from vla_accel_ros.policy import config as config_module
 from vla_accel_ros.policy.checkpoint import load_checkpoint, save_checkpoint
 from vla_accel_ros.policy.config import VlaConfig
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.runtime import Policy
-from vla_accel_ros.policy.tokenizer import PromptTokenizer
 
 INSTRUCTION = "reach the red goal"
 JOINTS = [f"right_j{i}" for i in range(7)] + ["r_close", "l_close"]
@@ -37,23 +37,7 @@ def one_thread():
 
 
 def tiny_config(**kw) -> VlaConfig:
-    words = PromptTokenizer.from_texts([INSTRUCTION]).vocab[4:]
-    base = dict(
-        prompt_vocab=words,
-        image_size=16,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        num_kv_heads=1,
-        intermediate_size=64,
-        vision_channels=[8, 8, 8, 16],
-        action_q01=[-1.0] * 4,
-        action_q99=[1.0] * 4,
-        state_mean=[0.0] * 9,
-        state_std=[1.0] * 9,
-    )
-    base.update(kw)
-    return VlaConfig(**base)
+    return config_module.tiny_config([INSTRUCTION], **{"image_size": 16, **kw})
 
 
 @pytest.fixture(scope="module")

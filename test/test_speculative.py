@@ -15,7 +15,7 @@ from vla_accel_ros.decoding.kerv import decode_kerv, fill_ids
 from vla_accel_ros.decoding.speculative import decode_specvla, decode_strict, speculate
 from vla_accel_ros.kinematics.kalman import ActionKalman
 from vla_accel_ros.kinematics.proxies import ProxyCalibration
-from vla_accel_ros.policy.config import VlaConfig
+from vla_accel_ros.policy.config import tiny_config
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
 from vla_accel_ros.policy.tokenizer import ActionTokenizer, PromptTokenizer
@@ -26,22 +26,7 @@ INSTRUCTIONS = ["reach the red goal", "open the drawer"]
 def make_model(action_dim: int = 4, seed: int = 0) -> VlaModel:
     """A tiny random target whose greedy actions depend on the input (default init gives one action)."""
     torch.manual_seed(seed)
-    words = PromptTokenizer.from_texts(INSTRUCTIONS).vocab[4:]
-    cfg = VlaConfig(
-        prompt_vocab=words,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        num_kv_heads=1,
-        intermediate_size=64,
-        vision_channels=[8, 8, 8, 16],
-        action_dim=action_dim,
-        action_q01=[-1.0] * action_dim,
-        action_q99=[1.0] * action_dim,
-        state_mean=[0.0] * 9,
-        state_std=[1.0] * 9,
-    )
-    model = VlaModel(cfg).eval()
+    model = VlaModel(tiny_config(INSTRUCTIONS, action_dim)).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.ndim >= 2:

@@ -577,24 +577,11 @@ def stand_in_checkpoint(directory: Path, seed: int = 0) -> Path:
     import torch
 
     from vla_accel_ros.policy.checkpoint import save_checkpoint
-    from vla_accel_ros.policy.config import VlaConfig
+    from vla_accel_ros.policy.config import tiny_config
     from vla_accel_ros.policy.model import VlaModel
-    from vla_accel_ros.policy.tokenizer import PromptTokenizer
     from vla_accel_ros.sim.tasks import TASKS
 
-    config = VlaConfig(
-        prompt_vocab=PromptTokenizer.from_texts(list(TASKS.values())).vocab[4:],
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        num_kv_heads=1,
-        intermediate_size=64,
-        vision_channels=[8, 8, 8, 16],
-        action_q01=[-1.0] * 4,
-        action_q99=[1.0] * 4,
-        state_mean=[0.0] * 9,
-        state_std=[1.0] * 9,
-    )
+    config = tiny_config(list(TASKS.values()))
     torch.manual_seed(seed)
     save_checkpoint(
         VlaModel(config).eval(), directory, card="Random stand-in weights for reliability runs.\n"

@@ -70,3 +70,25 @@ class VlaConfig:
         if unknown:
             raise ValueError(f"unknown VlaConfig keys: {unknown}")
         return cls(**known)
+
+
+def tiny_config(instructions: list[str], action_dim: int = 4, **overrides: Any) -> VlaConfig:
+    """A VlaConfig of a few thousand parameters, for random stand-in models (tests, reliability runs):
+    prompt vocabulary from `instructions`, unit action range, identity proprio statistics."""
+    from vla_accel_ros.policy.tokenizer import PromptTokenizer
+
+    base: dict[str, Any] = dict(
+        prompt_vocab=PromptTokenizer.from_texts(instructions).vocab[4:],
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=1,
+        intermediate_size=64,
+        vision_channels=[8, 8, 8, 16],
+        action_dim=action_dim,
+        action_q01=[-1.0] * action_dim,
+        action_q99=[1.0] * action_dim,
+        state_mean=[0.0] * 9,
+        state_std=[1.0] * 9,
+    )
+    return VlaConfig(**{**base, **overrides})
