@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from vla_accel_ros.decoding.common import action_argmax
 from vla_accel_ros.policy.config import VlaConfig
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
@@ -27,11 +28,12 @@ from vla_accel_ros.quant import (
 from vla_accel_ros.quant import ladder as ladder_module
 from vla_accel_ros.quant.activation import fake_quantize
 from vla_accel_ros.quant.benchmark import BenchSettings, bench_section, machine_info, random_observations
-from vla_accel_ros.quant.int4 import quantize_int4
+from vla_accel_ros.quant.int4 import quantize_groups, quantize_int4
 from vla_accel_ros.quant.ladder import DECODER_LINEARS, find_linears
-from vla_accel_ros.quant.memory import module_bytes
+from vla_accel_ros.quant.memory import held_tensors, module_bytes
 from vla_accel_ros.quant.report import render
 from vla_accel_ros.quant.strategies import STRATEGIES, install_strategy
+from vla_accel_ros.quant.vocab import ActionHead, Int4Embedding, restrict_head
 
 INSTRUCTIONS = ["reach the red goal", "open the drawer"]
 GROUP = 32
@@ -358,8 +360,9 @@ def test_alternative_strategies_compute_what_they_claim():
     torch.manual_seed(0)
     fp32 = VlaModel(small_config()).eval()
     inputs = model_inputs(fp32.config)
+    first = fp32.action_first_id  # the logits every decoder reads (int4-whole scores only these)
     with torch.no_grad():
-        ref = fp32.prefill(*inputs).logits
+        ref = fp32.prefill(*inputs).logits[..., first:]
     held = {}
     for name in STRATEGIES:
         model = copy.deepcopy(fp32)
@@ -368,13 +371,17 @@ def test_alternative_strategies_compute_what_they_claim():
             strategy.set(mode)
             held[name, mode] = strategy.held_bytes()
             with torch.no_grad():
-                got = model.prefill(*inputs).logits
-            # int4 rounding of random weights moves logits by a few percent, int8 and bf16 by less
-            limit = 0.1 if mode.startswith("w4") else 0.02
+                got = model.prefill(*inputs).logits[..., first:]
+            # int4 rounding of random weights moves logits by a few percent, int8 and bf16 by less; the
+            # int4 table and head of int4-whole add about as much again
+            limit = (0.15 if name == "int4-whole" else 0.1) if mode.startswith("w4") else 0.02
             assert float((got - ref).norm() / ref.norm()) < limit, (name, mode)
     lin = sum(m.weight.numel() for *_, m in find_linears(fp32, DECODER_LINEARS))
     int4 = lin // 2 + 4 * lin // GROUP
     assert held["int4-master", "w4a16"] == int4
+    cfg = fp32.config
+    vocab = (cfg.vocab_size + cfg.n_bins) * cfg.hidden_size  # the table, and the head's action rows
+    assert held["int4-whole", "w4a16"] == int4 + vocab // 2 + 4 * vocab // GROUP
     assert held["int8-master", "w4a16"] > held["int8-master", "w8a16"] >= lin  # the derived copy is extra
     assert held["pre-packed", "bf16"] == held["pre-packed", "w4a16"] >= int4 + lin + 2 * lin
     with pytest.raises(ValueError, match="unknown strategy"):
@@ -392,7 +399,9 @@ def test_benchmark_section_renders_a_report():
     assert all(("decode_ms" in k) != ("error" in k) for k in section["kernels"])
     mem = section["memory"]
     assert mem["ladder_linears"] / mem["bf16_decoder_linears"] == pytest.approx((0.5 + 4 / GROUP) / 2)
-    assert set(section["errors"]) == {"bf16", *MODE_NAMES}
+    assert set(section["errors"]) == {"bf16", *MODE_NAMES, *(f"{m} (int4-whole)" for m in MODE_NAMES)}
+    whole = next(e for e in section["strategies"] if e["strategy"] == "int4-whole")
+    assert whole["decoder_bytes"] < mem["ladder_decoder"] and "bf16-action-head" in section["latency"]
     section.update(
         inputs="2 random observations",
         model={
@@ -415,13 +424,15 @@ def test_benchmark_section_renders_a_report():
         }
     )
     assert "## Targets" in text and all(name in text for name in MODE_NAMES)
-    assert "int8-master" in text and "pre-packed" in text
+    assert "int8-master" in text and "pre-packed" in text and "w4a16 (int4-whole)" in text
+    assert "whole decoder (embeddings, layers, norm, head), int4-whole" in text
     sweep = {r["group"]: r for r in section["group_sweep"]}
     assert sweep[64]["fraction_of_bf16_linears"] < sweep[32]["fraction_of_bf16_linears"]
     assert "multiple of the group size 128" in sweep[128]["not_applicable"]
 
 
-def test_inference_node_loader_serves_the_int4_ladder_when_configured(one_thread):
+@pytest.mark.parametrize("ladder", ["int4", "int4-whole"])
+def test_inference_node_loader_serves_the_int4_ladder_when_configured(one_thread, ladder):
     """precision_ladder: int4 makes the node's policy serve every ladder mode; 'none' only fp32."""
     from vla_accel_ros.quant import DEFAULT_MODES
     from vla_accel_ros.ros.inference_node import load_policy
@@ -430,9 +441,10 @@ def test_inference_node_loader_serves_the_int4_ladder_when_configured(one_thread
     plain, _ = load_policy(InferenceParams.from_mapping({"num_threads": 1}))
     assert plain.precisions == ["fp32"]
     policy, make_input = load_policy(
-        InferenceParams.from_mapping({"precision_ladder": "int4", "quant_group_size": 32, "num_threads": 1})
+        InferenceParams.from_mapping({"precision_ladder": ladder, "quant_group_size": 32, "num_threads": 1})
     )
     assert policy.precisions == [m.name for m in DEFAULT_MODES]
+    assert isinstance(policy.model.llama.embed_tokens, Int4Embedding) == (ladder == "int4-whole")
     inp = make_input(
         images={c: np.zeros((64, 64, 3), np.uint8) for c in policy.cameras},
         joint_positions=np.zeros(policy.config.state_dim, np.float32),
@@ -441,3 +453,81 @@ def test_inference_node_loader_serves_the_int4_ladder_when_configured(one_thread
     for mode in policy.precisions:
         result = policy.act(inp, precision=mode)
         assert result.precision == mode and np.isfinite(result.action).all()
+    # the shipped draft was folded before the table and head were quantized: KERV still decodes
+    assert policy.draft is not None
+    result = policy.act(inp, decoding="kerv", threshold=9.0)
+    assert np.isfinite(result.action).all() and result.draft_tokens > 0, result.fallback
+
+
+# -- the vocabulary in the same copy (vocab=True) ----------------------------------------------------
+def test_int4_embedding_gathers_the_dequantized_rows():
+    torch.manual_seed(2)
+    emb = nn.Embedding(50, 64)
+    table = Int4Embedding(emb, GROUP)
+    reference = quantize_groups(emb.weight, GROUP).dequantize()
+    ids = torch.tensor([[0, 7, 49], [3, 3, 12]])
+    assert torch.equal(table(ids), reference[ids]) and torch.equal(table.weight, reference)
+    assert table.packed.dtype == torch.uint8 and table.packed.numel() == 50 * 64 // 2
+    assert table.scales_and_zeros.dtype == torch.bfloat16 and table.scales_and_zeros.numel() == 50 * 2 * 2
+    groups = emb.weight.detach().reshape(50, 2, GROUP)
+    step = (groups.amax(-1) - groups.amin(-1)) / 15
+    assert torch.all((reference.reshape(50, 2, GROUP) - groups).abs() <= step.unsqueeze(-1) * 0.51 + 1e-3)
+
+
+def test_action_head_scores_only_the_bins_and_decodes_the_same_tokens():
+    torch.manual_seed(0)
+    model = VlaModel(small_config()).eval()
+    cut = copy.deepcopy(model)
+    restrict_head(cut)
+    first = model.action_first_id
+    with torch.no_grad():
+        full, mine = model.prefill(*model_inputs(model.config)), cut.prefill(*model_inputs(model.config))
+    assert mine.logits.shape == full.logits.shape
+    assert torch.allclose(mine.logits[..., first:], full.logits[..., first:], atol=1e-6)
+    assert torch.all(mine.logits[..., :first] == torch.finfo(torch.float32).min)
+    assert torch.equal(action_argmax(mine.logits, first), action_argmax(full.logits, first))
+    assert cut.lm_head.bins.weight.shape == (model.config.n_bins, model.config.hidden_size)
+
+
+def test_vocab_ladder_holds_the_whole_tied_decoder_once_in_int4():
+    torch.manual_seed(0)
+    model = VlaModel(small_config()).eval()
+    model.lm_head.weight = model.llama.embed_tokens.weight  # tied, as in SmolLM2
+    reference = copy.deepcopy(model)
+    cfg = model.config
+    v, d, bins = cfg.vocab_size, cfg.hidden_size, cfg.n_bins
+    linears_bf16 = sum(2 * lin.weight.numel() for *_, lin in find_linears(model, DECODER_LINEARS))
+    ladder = quantize_model(model, group=GROUP, vocab=True)
+    assert isinstance(model.llama.embed_tokens, Int4Embedding) and isinstance(model.lm_head, ActionHead)
+    assert ladder.bf16_bytes == linears_bf16 + 2 * v * d  # the tied table counted once
+    quarter = lambda n, k: n * k // 2 + 4 * n * k // GROUP  # noqa: E731  int4 codes + bf16 scale/zero
+    linears = sum(quarter(lin.out_features, lin.in_features)
+                  for *_, lin in find_linears(reference, DECODER_LINEARS))
+    assert ladder.held_bytes() == linears + quarter(v, d) + quarter(bins, d)
+    dense = [n for n, t in held_tensors(model.llama) if t.dtype == torch.float32 and v in t.shape]
+    assert not dense and not [n for n, t in held_tensors(model.lm_head) if t.dtype == torch.float32]
+
+    # Each mode decodes from the int4 table and head: the top mode agrees with a dense model that holds
+    # the same dequantized weights (bf16 activations and outputs account for the tolerance).
+    with torch.no_grad():
+        for name, layer in get_ladder(model).layers.items():
+            if not isinstance(layer, Int4Linear) or name == "lm_head.bins":
+                continue
+            parent = reference.llama.get_submodule(name)
+            parent.weight.copy_(quantize_int4(parent.weight, GROUP).dequantize())
+        reference.llama.embed_tokens = nn.Embedding.from_pretrained(model.llama.embed_tokens.weight)
+        restrict_head(reference)
+        reference.lm_head.bins.weight.copy_(quantize_int4(reference.lm_head.bins.weight, GROUP).dequantize())
+        for mode in MODE_NAMES:
+            assert torch.isfinite(decode_logits(model, [mode] * 3)[-1][..., cfg.vocab_size - bins :]).all()
+        got = decode_logits(model, ["w4a16"])[0][..., -bins:]
+        want = reference.prefill(*model_inputs(cfg)).logits[:, -1, -bins:]
+    assert torch.allclose(got, want, rtol=0.05, atol=0.05 * float(want.abs().max()))
+
+
+def test_vocab_ladder_refuses_a_model_it_cannot_cut():
+    model = VlaModel(small_config()).eval()
+    model.lm_head = nn.Identity()
+    with pytest.raises(ValueError, match="dense lm_head"):
+        quantize_model(model, group=GROUP, vocab=True)
+    assert not any(isinstance(m, Int4Linear) for m in model.modules())  # nothing changed

@@ -191,3 +191,38 @@ def test_demos_command(tmp_path, capsys) -> None:
     assert set(manifest["cameras"]) == {"corner", "wrist"} and manifest["total_frames"] > 0
     assert main(argv) == 2  # refuses to overwrite without --overwrite
     assert main(["demos", "--out", str(tmp_path), "--seed-start", str(EVAL_SEED_BASE)]) == 2
+
+
+def test_dagger_round_records_expert_labels_along_the_drivers_path(tmp_path) -> None:
+    import torch
+
+    from vla_accel_ros.data.bag_io import read_episodes
+    from vla_accel_ros.policy.checkpoint import save_checkpoint
+    from vla_accel_ros.policy.config import tiny_config
+    from vla_accel_ros.policy.model import VlaModel
+    from vla_accel_ros.policy.runtime import Policy, PolicyInput
+    from vla_accel_ros.sim.demos import DemoConfig, generate_task
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "driver"
+    save_checkpoint(VlaModel(tiny_config([TASKS["reach-v3"]], image_size=32)).eval(), ckpt)
+    cfg = DemoConfig(episodes_per_task=2, seed_start=11, max_steps=6, image_size=32, driver=str(ckpt))
+    res = generate_task("reach-v3", tmp_path / "bags", cfg)
+    # A random driver never reaches the goal in 6 steps; its failures are kept all the same.
+    assert res.error is None and res.seeds == [11, 12] and res.failed_seeds == []
+    assert res.driver_successes == 0
+    episodes = read_episodes(tmp_path / "bags" / "reach-v3")
+    assert [(e.seed, e.success, len(e)) for e in episodes] == [(11, False, 6), (12, False, 6)]
+
+    driver = Policy.load(str(ckpt))
+    with SimArm("reach-v3", image_size=32) as fresh:
+        obs = fresh.reset(11)
+        for t in range(6):
+            np.testing.assert_array_equal(episodes[0].images["corner"][t], obs.images["corner"])
+            np.testing.assert_array_equal(episodes[0].actions[t], fresh.expert_action())  # the label
+            moved = driver.act(PolicyInput(obs.images, obs.joint_positions, fresh.instruction)).action
+            assert not np.allclose(moved, episodes[0].actions[t])  # the arm follows the driver instead
+            obs = fresh.step(moved)
+
+    with pytest.raises(ValueError, match="32 px"):
+        generate_task("reach-v3", tmp_path / "other", DemoConfig(episodes_per_task=1, driver=str(ckpt)))

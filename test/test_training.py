@@ -158,3 +158,28 @@ def test_summary_and_table():
     assert report["overall"]["success_rate"] == 0.5
     table = markdown_table(report, "t")
     assert "| reach-v3 | 50.0 % |" in table and "mean over tasks" in table
+
+
+def test_fine_tuning_keeps_the_checkpoints_statistics_and_vocabulary(demo_dir, tmp_path):
+    run(demo_dir, tmp_path / "base", 1)
+    base = load_checkpoint(tmp_path / "base")
+    more = tmp_path / "more"
+    shifted = [synthetic_episode(20 + i, "reach-v3", "reach the red goal") for i in range(3)]
+    for e in shifted:
+        e.actions[:] = e.actions * 0.5 + 0.3  # other statistics than the base data
+    write_episodes(more / "reach-v3", shifted)
+    common = dict(data=more, epochs=1, batch_size=8, lr=1e-3, seed=3, val_episodes_per_task=1)
+    summary = train(TrainConfig(out=tmp_path / "tuned", init=str(tmp_path / "base"), **common))
+    tuned = load_checkpoint(tmp_path / "tuned")
+    for key in ("action_q01", "action_q99", "state_mean", "state_std", "prompt_vocab"):
+        assert getattr(tuned.config, key) == getattr(base.config, key), key
+    changed = [k for k, v in base.state_dict().items() if not torch.equal(v, tuned.state_dict()[k])]
+    assert changed and summary["frames"] == 36
+    assert f"fine-tuned from: {tmp_path / 'base'}" in (tmp_path / "tuned" / "card.md").read_text()
+
+    write_episodes(tmp_path / "odd" / "push-v3", [synthetic_episode(30, "push-v3", "push the puck")])
+    with pytest.raises(ValueError, match="unknown to"):
+        odd = common | {"data": tmp_path / "odd"}
+        train(TrainConfig(out=tmp_path / "x", init=str(tmp_path / "base"), **odd))
+    with pytest.raises(ValueError, match="architecture"):
+        train(TrainConfig(out=tmp_path / "y", init=str(tmp_path / "base"), model=TINY, **common))

@@ -139,7 +139,7 @@ def build_methods(names: list[str], checkpoint: str, params: dict, notes: list[s
             elif name == "ar-bf16":
                 bf16 = _bf16_policy(checkpoint)
                 rows.append(Controlled(name, bf16, build_loop("ar", a, bf16.precisions, params)))
-            elif name == "kerv+dyq":
+            elif name in ("dyq", "kerv+dyq"):
                 quantized = quantized or _dyq_policy(checkpoint)
                 dyq_params, note = ladder_settings(params, quantized.precisions)
                 notes.extend([note] if note else [])

@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage plugin")
     add("--workers", type=int, default=2, help="tasks recorded in parallel (one process each)")
     add("--overwrite", action="store_true", help="replace existing bags of the same tasks")
+    add(
+        "--driver",
+        default=None,
+        help="DAgger: this checkpoint ('builtin' or a folder) moves the arm, the expert labels each state, "
+        "and every episode is kept",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             image_size=args.image_size,
             max_steps=args.max_steps,
             storage=args.storage,
+            driver=args.driver,
         )
         cfg.check()
     except ValueError as exc:
@@ -76,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     frames = sum(r.frames for r in results)
     sim_steps = sum(r.sim_steps for r in results)
     rate = kept / (kept + failed) if kept + failed else 0.0
+    if cfg.driver:
+        won = sum(r.driver_successes for r in results)
+        print(f"DAgger round: {cfg.driver} drove every episode and succeeded in {won} of {kept}; "
+              "the expert labelled every state (the 'expert' column counts kept episodes, here all)")
     print(
         f"total: {kept} episodes kept, {failed} failed (expert success {rate:.1%}), {frames} frames, "
         f"{seconds:.1f} s ({sim_steps / max(seconds, 1e-9):.1f} sim steps/s); manifest {manifest}"

@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stop-after", type=int, default=0, help="stop after N epochs (resume by re-running)"
     )
     parser.add_argument(
+        "--init", default=None,
+        help="fine-tune this checkpoint ('builtin' or a folder), keeping its statistics and vocabulary",
+    )
+    parser.add_argument(
         "--model", default="{}", help="JSON VlaConfig overrides, e.g. '{\"hidden_size\": 192}'"
     )
 
@@ -47,9 +51,14 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         stop_after=args.stop_after,
         model=overrides,
+        init=args.init,
         command="vla-accel train " + shlex.join(sys.argv[2:]),
     )
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if "stopped_after_epoch" in summary:
         return 0
     print(f"wrote {args.out} ({summary['train_seconds'] / 60:.1f} min)")

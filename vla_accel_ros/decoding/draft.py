@@ -181,6 +181,11 @@ class EagleDraft(nn.Module):
             self._fast = self._fold()
         return self._fast
 
+    def freeze(self) -> None:
+        """Fold the target's embedding and head in now, so they may be quantized afterwards."""
+        with torch.no_grad():
+            self._fast = self._fold()
+
     def _fold(self) -> dict[str, torch.Tensor]:
         layer, t, a = self.layer, self.target, self.layer.self_attn
         d, first = self.config.hidden_size, self.first_action_id
@@ -301,8 +306,11 @@ class EagleDraft(nn.Module):
         return self._rope[0][:, offset : offset + m], self._rope[1][:, offset : offset + m]
 
     def bin_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits over the action bins (..., n_bins) through the rows of the target's LM head for them."""
-        return F.linear(hidden, _weight(self.target.lm_head)[self.first_action_id :])
+        """Logits over the action bins (..., n_bins) through the rows of the target's LM head for them
+        (at inference, the copy folded in once: the target's head may be quantized after that)."""
+        if self.training or torch.is_grad_enabled():
+            return F.linear(hidden, _weight(self.target.lm_head)[self.first_action_id :])
+        return F.linear(hidden, self._weights()["w_bins"])
 
     def train(self, mode: bool = True) -> EagleDraft:
         self._fast = None

@@ -185,9 +185,10 @@ class Policy:
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        """Dtype the model's inputs are cast to (fp32, or bf16 after `model.to(torch.bfloat16)`)."""
-        head = getattr(self.model, "lm_head", None)
-        return head.weight.dtype if head is not None and head.weight.is_floating_point() else torch.float32
+        """Dtype the model's inputs are cast to (fp32, or bf16 after `model.to(torch.bfloat16)`).
+
+        Read from the first floating-point parameter (the vision side, which no ladder quantizes)."""
+        return next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
 
     def preprocess(self, inp: PolicyInput) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         missing = [c for c in self.config.cameras if c not in inp.images]

@@ -26,6 +26,7 @@ from vla_accel_ros.quant.int4 import int4_matmul, pack, quantize_int4
 from vla_accel_ros.quant.ladder import DECODER_LINEARS, find_linears
 from vla_accel_ros.quant.memory import held_tensors, storage_bytes
 from vla_accel_ros.quant.strategies import int8_matmul, int8_per_channel
+from vla_accel_ros.quant.vocab import restrict_head
 
 Inputs = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
@@ -338,18 +339,25 @@ def bench_model(fp32: VlaModel, latency_inputs: Inputs, observations: list[Input
     mem["bf16_decoder_linears"] = bf16_linears
     runs: list[Run] = [("fp32", lambda: None, fp32, latency_inputs),
                        ("bf16", lambda: None, bf16, cast_inputs(latency_inputs, torch.bfloat16))]
+    if "int4-whole" in s.strategies:  # its fair baseline: bf16 that also scores only the action bins
+        bf16_cut = copy.deepcopy(bf16)
+        restrict_head(bf16_cut)
+        runs.append(("bf16-action-head", lambda: None, bf16_cut, cast_inputs(latency_inputs, torch.bfloat16)))
     entries = []
     for name in s.strategies:
         log(f"  strategy {name}: memory, switch cost" + (", action error" if name == "int4-master" else ""))
         model = copy.deepcopy(fp32)
         strategy = install_strategy(model, name, s.group)
         entry = {"strategy": name, "description": STRATEGIES[name], "modes": {}, "held_bytes_per_mode": {}}
+        # what the replaced tensors take in bf16 (the linears; for int4-whole also the table and head)
+        entry["bf16_reference_bytes"] = strategy.ladder.bf16_bytes if strategy.ladder else bf16_linears
         for mode in strategy.modes:
             strategy.set(mode)
             entry["held_bytes_per_mode"][mode] = strategy.held_bytes()
             if strategy.ladder is not None:
                 predictions = [predict(model, x) for x in observations]
-                result["errors"][mode] = compare_predictions(reference, predictions, tokenizer)
+                key = mode if name == "int4-master" else f"{mode} ({name})"
+                result["errors"][key] = compare_predictions(reference, predictions, tokenizer)
             runs.append((f"{name}:{mode}", functools.partial(strategy.set, mode), model, latency_inputs))
         entry["held_bytes"] = max(entry["held_bytes_per_mode"].values())
         entry["fraction_of_bf16_linears"] = entry["held_bytes"] / bf16_linears
@@ -362,15 +370,17 @@ def bench_model(fp32: VlaModel, latency_inputs: Inputs, observations: list[Input
             ladder = strategy.ladder
             entry["modes_info"] = {m: {"emulated": ladder.modes[m].emulated, "kernel": ladder.modes[m].kernel,
                                        "description": ladder.modes[m].describe()} for m in ladder.names}
-            mem["ladder_model"] = bytes_of(t for _, t in held_tensors(model))
-            mem["ladder_decoder"] = bytes_of(decoder_tensors(model))
+            entry["model_bytes"] = bytes_of(t for _, t in held_tensors(model))
+            entry["decoder_bytes"] = bytes_of(decoder_tensors(model))
+        if name == "int4-master":
+            mem["ladder_model"], mem["ladder_decoder"] = entry["model_bytes"], entry["decoder_bytes"]
             mem["ladder_linears"] = ladder.held_bytes()
             # the same, were the unquantized decoder parts (embeddings, norms, head) held in bf16
             mem["ladder_decoder_other_bf16"] = ladder.held_bytes() + mem["bf16_decoder"] - bf16_linears
         entries.append(entry)
     log(f"  latency of {len(runs)} formats, round-robin, {s.warmup} + {s.repeats} rounds")
     latency = interleaved_latency(runs, s.warmup, s.repeats)
-    result["latency"] = {"fp32": latency["fp32"], "bf16": latency["bf16"]}
+    result["latency"] = {k: latency[k] for k in ("fp32", "bf16", "bf16-action-head") if k in latency}
     for entry in entries:
         modes = entry["held_bytes_per_mode"]
         entry["modes"] = {mode: latency[f"{entry['strategy']}:{mode}"] for mode in modes}

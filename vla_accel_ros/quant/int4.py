@@ -50,8 +50,15 @@ def quantize_int4(weight: torch.Tensor, group: int = 64) -> Int4Weight:
     codes are the best ones for the parameters that are actually stored."""
     if weight.ndim != 2:
         raise ValueError(f"expected a 2-D weight, got shape {tuple(weight.shape)}")
+    check_shape(*weight.shape, group)
+    return quantize_groups(weight, group)
+
+
+def quantize_groups(weight: torch.Tensor, group: int) -> Int4Weight:
+    """quantize_int4 without the kernel's shape rules (for tables read by row, never multiplied)."""
     n, k = weight.shape
-    check_shape(n, k, group)
+    if k % group:
+        raise ValueError(f"row length {k} is not a multiple of the group size {group}")
     w = weight.detach().float().reshape(n, k // group, group)
     lo, hi = w.amin(-1), w.amax(-1)
     scales = ((hi - lo) / 15).clamp_min(1e-8).to(torch.bfloat16).float()

@@ -5,8 +5,9 @@
 those same tensors; a mode only decides how activations are rounded before the int4 kernel. So
 switching is a pointer flip (microseconds) and memory does not grow with the number of modes.
 
-Left at full precision, untouched: token embeddings, lm_head, RMS norms, vision encoders, projector
-and proprio projection (they are not decoder linears, and the first two index or score the vocabulary).
+Left at full precision: RMS norms, vision encoders, projector and proprio projection; also the token
+embeddings and lm_head unless `vocab=True`, which adds them to the same copy (quant/vocab.py): the table
+as int4 rows, the head cut to the action bins, an int4 linear like the others.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from vla_accel_ros.quant.activation import fake_quantize, quantize_per_token
 from vla_accel_ros.quant.int4 import check_shape, int4_matmul, pack, quantize_int4
 from vla_accel_ros.quant.memory import storage_bytes
 from vla_accel_ros.quant.modes import DEFAULT_MODES, Mode
+from vla_accel_ros.quant.vocab import ActionHead, Int4Embedding, action_rows
 
 DECODER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LADDER_ATTR = "precision_ladder"
+HEAD_MODE = Mode("w4a16", act_bits=16)
 
 
 class _Selector:
@@ -77,12 +80,12 @@ class Ladder:
     concurrent `set` lands between two steps, never inside one.
     """
 
-    def __init__(self, modes: Sequence[Mode], layers: dict[str, Int4Linear], selector: _Selector,
+    def __init__(self, modes: Sequence[Mode], layers: dict[str, nn.Module], selector: _Selector,
                  group: int, bf16_bytes: int) -> None:
         self.modes = {m.name: m for m in modes}
         self.layers = layers
         self.group = group
-        self.bf16_bytes = bf16_bytes  # the replaced linears, were they stored in bf16
+        self.bf16_bytes = bf16_bytes  # what the replaced layers hold, were they stored in bf16
         self._selector = selector
         self._lock = threading.RLock()
 
@@ -113,7 +116,7 @@ class Ladder:
             yield
 
     def held_bytes(self) -> int:
-        """Bytes of every tensor the quantized layers hold: all modes together."""
+        """Bytes of every tensor the quantized layers (and the int4 table) hold: all modes together."""
         return storage_bytes([t for layer in self.layers.values() for t in layer.buffers()])
 
     def __getstate__(self) -> dict:
@@ -138,9 +141,12 @@ def find_linears(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.M
 
 
 def quantize_model(model: nn.Module, group: int = 64, modes: Sequence[Mode] = DEFAULT_MODES,
-                   targets: Sequence[str] = DECODER_LINEARS) -> Ladder:
+                   targets: Sequence[str] = DECODER_LINEARS, vocab: bool = False) -> Ladder:
     """Replace the decoder linears of `model` in place by one int4 copy serving `modes` (lowest
-    first, top last; the model starts in the top mode). Every layer is checked before any is changed."""
+    first, top last; the model starts in the top mode). Every layer is checked before any is changed.
+
+    vocab: also the token embeddings and the lm_head (a VlaModel's), the head cut to the action bins.
+    A draft that reads the target's dense embedding or head must be built before this."""
     if hasattr(model, LADDER_ATTR):
         raise ValueError("model is already quantized")
     if not modes or len({m.name for m in modes}) != len(modes):
@@ -153,17 +159,45 @@ def quantize_model(model: nn.Module, group: int = 64, modes: Sequence[Mode] = DE
             check_shape(linear.out_features, linear.in_features, group)
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from err
+    if vocab:
+        _check_vocab(model, group)
     selector = _Selector(modes[-1])
-    layers: dict[str, Int4Linear] = {}
+    layers: dict[str, nn.Module] = {}
     bf16_bytes = 0
     with torch.no_grad():
         for name, parent, child_name, linear in found:
             bf16_bytes += 2 * linear.weight.numel() + (0 if linear.bias is None else 2 * linear.bias.numel())
             layers[name] = Int4Linear(linear, group, selector)
             setattr(parent, child_name, layers[name])
+        if vocab:
+            bf16_bytes += _quantize_vocab(model, group, layers)
     ladder = Ladder(modes, layers, selector, group, bf16_bytes)
     setattr(model, LADDER_ATTR, ladder)
     return ladder
+
+
+def _check_vocab(model: nn.Module, group: int) -> None:
+    head = getattr(model, "lm_head", None)
+    embed = getattr(getattr(model, "llama", None), "embed_tokens", None)
+    if not isinstance(head, nn.Linear) or not isinstance(embed, nn.Embedding):
+        raise ValueError("vocab=True needs a VlaModel with a dense lm_head and nn.Embedding token table")
+    if embed.embedding_dim % group:
+        raise ValueError(f"embedding width {embed.embedding_dim} is not a multiple of the group size {group}")
+    check_shape(head.out_features - model.action_first_id, head.in_features, group)
+
+
+def _quantize_vocab(model: nn.Module, group: int, layers: dict[str, nn.Module]) -> int:
+    """Swap in the int4 table and action head; returns what the replaced tensors take in bf16."""
+    head, embed = model.lm_head, model.llama.embed_tokens
+    tied = head.weight.untyped_storage().data_ptr() == embed.weight.untyped_storage().data_ptr()
+    bf16 = 2 * embed.weight.numel() + (0 if tied else 2 * head.weight.numel())
+    first = model.action_first_id
+    layers["embed_tokens"] = model.llama.embed_tokens = Int4Embedding(embed, group)
+    # The head scores the bins directly, so low-bit activations there would move every logit: it keeps
+    # bf16 activations in every mode (256 rows: its cost is negligible either way).
+    layers["lm_head.bins"] = Int4Linear(action_rows(head, first), group, _Selector(HEAD_MODE))
+    model.lm_head = ActionHead(layers["lm_head.bins"], first, head.out_features)
+    return bf16
 
 
 def get_ladder(model: nn.Module) -> Ladder:
@@ -178,8 +212,12 @@ def set_precision(model: nn.Module, mode: str) -> None:
     get_ladder(model).set(mode)
 
 
-def quantize_policy(policy, group: int = 64, modes: Sequence[Mode] = DEFAULT_MODES) -> Ladder:
+def quantize_policy(policy, group: int = 64, modes: Sequence[Mode] = DEFAULT_MODES,
+                    vocab: bool = False) -> Ladder:
     """Quantize a runtime Policy's model in place and let the policy serve the ladder's modes."""
-    ladder = quantize_model(policy.model, group=group, modes=modes)
+    freeze = getattr(policy.draft, "freeze", None)
+    if vocab and freeze is not None:
+        freeze()  # the draft reads the target's dense embedding and head: take them before they go
+    ladder = quantize_model(policy.model, group=group, modes=modes, vocab=vocab)
     policy.enable_ladder(ladder)
     return ladder

@@ -23,8 +23,12 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def ladder_entry(section: dict) -> dict:
-    return next(s for s in section["strategies"] if s["strategy"] == "int4-master")
+def ladder_entry(section: dict, name: str = "int4-master") -> dict:
+    return next(s for s in section["strategies"] if s["strategy"] == name)
+
+
+def whole_entry(section: dict) -> dict | None:
+    return next((s for s in section["strategies"] if s["strategy"] == "int4-whole"), None)
 
 
 def derived(section: dict) -> dict:
@@ -44,6 +48,23 @@ def derived(section: dict) -> dict:
         "speedup_vs_bf16": {m: bf16 / v["action"]["median_ms"] for m, v in lad["modes"].items()},
         "speedup_vs_fp32": {m: fp32 / v["action"]["median_ms"] for m, v in lad["modes"].items()},
         "prefill_share": top_lat["prefill"]["median_ms"] / top_lat["action"]["median_ms"],
+        **_whole(section, top),
+    }
+
+
+def _whole(section: dict, top: str) -> dict:
+    """int4-whole's figures: the whole decoder against bf16, speed against bf16 with and without the
+    same action-bins head (so the head's saving is not credited to quantization)."""
+    whole = whole_entry(section)
+    lat, mem = section["latency"], section["memory"]
+    if whole is None or "bf16-action-head" not in lat:
+        return {}
+    action = whole["modes"][top]["action"]["median_ms"]
+    return {
+        "whole_memory_decoder": whole["decoder_bytes"] / mem["bf16_decoder"],
+        "whole_memory_model": whole["model_bytes"] / mem["bf16_model"],
+        "whole_speedup_vs_bf16": lat["bf16"]["action"]["median_ms"] / action,
+        "whole_speedup_vs_bf16_action_head": lat["bf16-action-head"]["action"]["median_ms"] / action,
     }
 
 
@@ -56,6 +77,12 @@ def _latency_rows(section: dict) -> list[str]:
     entries = [("fp32 (baseline)", "unquantized fp32", section["latency"]["fp32"]),
                ("bf16 (baseline)", "unquantized bf16", section["latency"]["bf16"])]
     entries += [(m, lad["modes_info"][m]["description"], v) for m, v in lad["modes"].items()]
+    whole = whole_entry(section)
+    if whole is not None and "bf16-action-head" in section["latency"]:
+        entries.append(("bf16, action-bins head (baseline)", "unquantized bf16; the head scores the 256 "
+                        "action bins only", section["latency"]["bf16-action-head"]))
+        entries += [(f"{m} (int4-whole)", whole["modes_info"][m]["description"] + "; int4 table and action "
+                     "head", v) for m, v in whole["modes"].items()]
     for name, what, v in entries:
         a = v["action"]["median_ms"]
         rows.append(f"| {name} | {what} | {_ms(a)} / {_ms(v['action']['p95_ms'])} | "
@@ -74,15 +101,19 @@ def _error_rows(section: dict) -> list[str]:
     return rows
 
 
+def _reference(section: dict, s: dict) -> int:
+    """bf16 bytes of what a strategy replaced (older reports: the decoder linears)."""
+    return s.get("bf16_reference_bytes", section["memory"]["bf16_decoder_linears"])
+
+
 def _strategy_rows(section: dict) -> list[str]:
-    bf16_lin = section["memory"]["bf16_decoder_linears"]
-    rows = ["| strategy | held bytes, all modes (MiB) | of bf16 linears | switch median / max (ms) "
-            "| mode: prefill / decode per token (ms) |", "|---|---|---|---|---|"]
+    rows = ["| strategy | held bytes, all modes (MiB) | of the same tensors in bf16 "
+            "| switch median / max (ms) | mode: prefill / decode per token (ms) |", "|---|---|---|---|---|"]
     for s in section["strategies"]:
         modes = "; ".join(f"{m}: {_ms(v['prefill']['median_ms'])} / {_ms(v['decode_token']['median_ms'])}"
                           for m, v in s["modes"].items())
         rows.append(f"| {s['strategy']}: {s['description']} | {_mb(s['held_bytes'])} | "
-                    f"{_pct(s['held_bytes'] / bf16_lin)} | {_ms(s['switch']['median_ms'])} / "
+                    f"{_pct(s['held_bytes'] / _reference(section, s))} | {_ms(s['switch']['median_ms'])} / "
                     f"{_ms(s['switch']['max_ms'])} | {modes} |")
     return rows
 
@@ -114,15 +145,15 @@ def _group_rows(section: dict) -> list[str]:
 
 
 def _choice(section: dict) -> list[str]:
-    bf16_lin = section["memory"]["bf16_decoder_linears"]
     ok = []
     lines = []
     for s in section["strategies"]:
-        frac, sw = s["held_bytes"] / bf16_lin, s["switch"]["p95_ms"]
+        frac, sw = s["held_bytes"] / _reference(section, s), s["switch"]["p95_ms"]
         mem_ok, sw_ok = frac <= TARGET_MEMORY, sw < TARGET_SWITCH_MS
         if mem_ok and sw_ok:
             ok.append(s["strategy"])
-        lines.append(f"- {s['strategy']}: {_pct(frac)} of the bf16 linears (memory target {_met(mem_ok)}), "
+        lines.append(f"- {s['strategy']}: {_pct(frac)} of the same tensors in bf16 "
+                     f"(memory target {_met(mem_ok)}), "
                      f"switch p95 {_ms(sw)} ms, max {_ms(s['switch']['max_ms'])} ms "
                      f"(switch target {_met(sw_ok)}).")
     if "int4-master" in ok:
@@ -132,6 +163,45 @@ def _choice(section: dict) -> list[str]:
         lines.append(f"- Strategies meeting both targets: {', '.join(ok) or 'none'}; the served ladder "
                      "(int4-master) does not, see the figures above.")
     return lines
+
+
+def _whole_target_rows(d: dict) -> list[str]:
+    if "whole_memory_decoder" not in d:
+        return []
+    return [
+        f"| memory <= {_pct(TARGET_MEMORY)} of bf16, whole decoder (embeddings, layers, norm, head), "
+        f"int4-whole | {_pct(d['whole_memory_decoder'])} | "
+        f"{_met(d['whole_memory_decoder'] <= TARGET_MEMORY)} |",
+        f"| same, whole model (vision encoders and projector included, left fp32), int4-whole | "
+        f"{_pct(d['whole_memory_model'])} | {_met(d['whole_memory_model'] <= TARGET_MEMORY)} |",
+        f"| per-action speed-up >= {TARGET_SPEEDUP}x vs bf16, int4-whole {d['top']} | "
+        f"{d['whole_speedup_vs_bf16']:.2f}x | {_met(d['whole_speedup_vs_bf16'] >= TARGET_SPEEDUP)} |",
+        f"| same, vs bf16 with the same action-bins head (the quantization's share alone) | "
+        f"{d['whole_speedup_vs_bf16_action_head']:.2f}x | "
+        f"{_met(d['whole_speedup_vs_bf16_action_head'] >= TARGET_SPEEDUP)} |",
+    ]
+
+
+def _memory_rows(real: dict) -> list[str]:
+    mem = real["memory"]
+    whole = whole_entry(real)
+    extra = whole is not None and "decoder_bytes" in whole
+    head = "| memory (MiB) | fp32 | bf16 | ladder |" + (" ladder, int4-whole |" if extra else "")
+    rule = "|---|---|---|---|" + ("---|" if extra else "")
+
+    def row(label: str, fp32: int, bf16: int, ladder: int, other: int | None) -> str:
+        tail = f" {_mb(other)} |" if extra and other is not None else (" - |" if extra else "")
+        return f"| {label} | {_mb(fp32)} | {_mb(bf16)} | {_mb(ladder)} |" + tail
+
+    lin = mem["bf16_decoder_linears"]
+    return [
+        head, rule,
+        row("decoder linears", 2 * lin, lin, mem["ladder_linears"], None),
+        row("decoder (embeddings, layers, norm, lm_head)", mem["fp32_decoder"], mem["bf16_decoder"],
+            mem["ladder_decoder"], whole["decoder_bytes"] if extra else None),
+        row("whole model", mem["fp32_model"], mem["bf16_model"], mem["ladder_model"],
+            whole["model_bytes"] if extra else None),
+    ]
 
 
 def render(report: dict) -> str:
@@ -179,6 +249,7 @@ def render(report: dict) -> str:
         f"| per-action speed-up >= {TARGET_SPEEDUP}x vs bf16 ({d['top']}, the fastest real mode) | "
         f"{d['speedup_vs_bf16'][d['top']]:.2f}x | {_met(d['speedup_vs_bf16'][d['top']] >= TARGET_SPEEDUP)} |",
         f"| (not a target) the same vs the fp32 model | {d['speedup_vs_fp32'][d['top']]:.2f}x | |",
+        *_whole_target_rows(d),
         "",
         f"The emulated modes ({', '.join(emulated) or 'none'}) run on the {d['top']} kernel, so a DyQ "
         f"schedule that mixes modes cannot be faster per action than {d['top']} here.",
@@ -187,19 +258,14 @@ def render(report: dict) -> str:
         "",
         *_latency_rows(real),
         "",
-        "| memory (MiB) | fp32 | bf16 | ladder |",
-        "|---|---|---|---|",
-        f"| decoder linears | {_mb(2 * real['memory']['bf16_decoder_linears'])} | "
-        f"{_mb(real['memory']['bf16_decoder_linears'])} | {_mb(real['memory']['ladder_linears'])} |",
-        f"| decoder (embeddings, layers, norm, lm_head) | {_mb(real['memory']['fp32_decoder'])} | "
-        f"{_mb(real['memory']['bf16_decoder'])} | {_mb(real['memory']['ladder_decoder'])} |",
-        f"| whole model | {_mb(real['memory']['fp32_model'])} | {_mb(real['memory']['bf16_model'])} | "
-        f"{_mb(real['memory']['ladder_model'])} |",
+        *_memory_rows(real),
         "",
-        "Quantized: the decoder's q/k/v/o and gate/up/down projections (group-wise int4, group "
-        f"{report['settings']['group']}, bf16 scale and zero per group). Not quantized, kept at the model's "
-        "full precision: token embeddings, lm_head (tied to them here), RMS norms, vision encoders and "
-        "projector.",
+        "Quantized by the ladder (int4-master): the decoder's q/k/v/o and gate/up/down projections "
+        f"(group-wise int4, group {report['settings']['group']}, bf16 scale and zero per group). Not "
+        "quantized, kept at the model's full precision: token embeddings, lm_head (tied to them here), RMS "
+        "norms, vision encoders and projector. int4-whole (`precision_ladder: int4-whole`) adds the token "
+        "table (int4 rows, dequantized as gathered) and a head cut to the 256 action bins (int4, bf16 "
+        "activations in every mode): the decoders only ever read the action-bin logits.",
         "",
         "## What limits the speed-up",
         "",

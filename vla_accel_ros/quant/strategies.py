@@ -1,11 +1,12 @@
 """Ways to keep several precisions of the decoder linears, side by side for `vla-accel bench-precision`.
 
 - "int4-master" (what the ladder uses, quant/ladder.py): one int4 copy; modes switch activations.
+- "int4-whole": the same ladder with the token table and the (action-bins) head in the copy too.
 - "int8-master": one int8 per-channel copy; "w8a16" runs on it directly, "w4a16" needs int4 group
   codes re-derived from the int8 values and packed at every switch into 4 bits (held while active).
 - "pre-packed": one ready copy per mode (int4 packed, int8, bf16 dense); a switch is a flag, memory
   is the sum of the copies.
-Only the first is served by the runtime; the other two exist to be measured against it.
+The two int4 ones are served by the runtime (`quant_vocab` picks); the others exist to be measured.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class Strategy:
 
 STRATEGIES = {
     "int4-master": "one int4 copy (group-wise); modes switch the activations only",
+    "int4-whole": "int4-master plus the token table (int4 rows) and the head cut to the action bins (int4)",
     "int8-master": "one int8 per-channel copy; w4a16 re-derived from it (requantize + pack) at each switch",
     "pre-packed": "one ready copy per mode: int4 packed + int8 + bf16 dense",
 }
@@ -137,8 +139,8 @@ STRATEGIES = {
 
 def install_strategy(model: nn.Module, name: str, group: int = 64) -> Strategy:
     """Replace the decoder linears of `model` in place by the layers of strategy `name`."""
-    if name == "int4-master":
-        ladder = quantize_model(model, group=group)
+    if name in ("int4-master", "int4-whole"):
+        ladder = quantize_model(model, group=group, vocab=name == "int4-whole")
         return Strategy(name, STRATEGIES[name], ladder.names, list(ladder.layers.values()), ladder)
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; known: {sorted(STRATEGIES)}")

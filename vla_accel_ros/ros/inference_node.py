@@ -84,10 +84,10 @@ def load_policy(p: InferenceParams) -> tuple[PolicyLike, Callable[..., Any]]:
             policy.use_statistics(stats)
         except ValueError as err:
             raise RuntimeError(f"norm_stats_file {p.norm_stats_file!r}: {err}") from err
-    if p.precision_ladder == "int4":
+    if p.precision_ladder != "none":
         from vla_accel_ros.quant import quantize_policy
 
-        quantize_policy(policy, group=p.quant_group_size)
+        quantize_policy(policy, group=p.quant_group_size, vocab=p.precision_ladder == "int4-whole")
     return policy, PolicyInput
 
 

@@ -266,8 +266,10 @@ class InferenceParams(NodeParams):
         "none",
         "Weights the precision modes are served from: 'none' (the checkpoint as stored, one mode) or "
         "'int4' (quantized once at load to int4 groups; modes w4a4-emu, w4a8-emu, w4a16, switched per "
-        "step by the controller's AccelConfig: set controller_node.precision_modes to the same names).",
-        choices=("none", "int4"),
+        "step by the controller's AccelConfig: set controller_node.precision_modes to the same names), or "
+        "'int4-whole' (the same, with the token table and the head, cut to the action bins, in the int4 "
+        "copy too: the smallest footprint, docs/PRECISION.md).",
+        choices=("none", "int4", "int4-whole"),
         read_only=True,
     )
     quant_group_size: int = param(

@@ -2,6 +2,10 @@
 
 Each task runs in its own process (rendering is CPU-bound and single-threaded per process); only
 successful episodes are kept, with seeds S, S+1, ... tried until enough have succeeded.
+
+With a driver checkpoint the recording is a DAgger round instead: the policy moves the arm and the
+expert labels every state it visits, so the data covers the policy's own mistakes. Every episode is
+kept then, failures above all, since recovering from them is what the labels teach.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class DemoConfig:
     max_steps: int = 200
     storage: str = "mcap"
     cameras: tuple[str, ...] = ("corner", "wrist")
+    driver: str | None = None  # checkpoint (or "builtin") that moves the arm; None: the expert does
 
     def check(self) -> None:
         if self.episodes_per_task < 1:
@@ -53,6 +58,7 @@ class TaskResult:
     instruction: str
     seeds: list[int] = field(default_factory=list)  # kept (successful) episodes, in bag order
     failed_seeds: list[int] = field(default_factory=list)
+    driver_successes: int = 0  # DAgger rounds: episodes the driving policy itself completed
     frames: int = 0  # steps stored in the bag
     sim_steps: int = 0  # steps simulated, failed episodes included
     seconds: float = 0.0
@@ -64,16 +70,24 @@ class TaskResult:
         return len(self.seeds) / tried if tried else 0.0
 
 
-def run_episode(arm: Any, seed: int, episode_index: int) -> Any:
-    """One expert episode on `seed`; returns the recorded Episode (images before each executed action)."""
+def run_episode(arm: Any, seed: int, episode_index: int, driver: Any = None) -> Any:
+    """One episode on `seed`, labelled with the expert's action at every step.
+
+    The expert also moves the arm unless `driver` (a Policy) is given; the Episode's success is
+    then the driver's. Images are those from before each step.
+    """
     from vla_accel_ros.data.episodes import EpisodeRecorder
+    from vla_accel_ros.policy.runtime import PolicyInput
 
     obs = arm.reset(seed)
     rec = EpisodeRecorder(arm.task, seed, arm.instruction, obs.joint_names)
     while not arm.done:
-        action = arm.expert_action()
-        rec.add(obs.images, obs.joint_positions, action, obs.joint_velocities)
-        obs = arm.step(action)
+        label = arm.expert_action()
+        rec.add(obs.images, obs.joint_positions, label, obs.joint_velocities)
+        if driver is None:
+            obs = arm.step(label)
+        else:
+            obs = arm.step(driver.act(PolicyInput(obs.images, obs.joint_positions, arm.instruction)).action)
     return rec.finish(arm.success, episode_index, arm.control_hz)
 
 
@@ -93,7 +107,12 @@ def generate_task(
     result = TaskResult(task=task, bag=task, instruction=TASKS[task])
     t0 = time.monotonic()
     max_attempts = cfg.episodes_per_task * MAX_ATTEMPTS_PER_EPISODE
-    arm = SimArm(task, cfg.image_size, cfg.cameras, cfg.max_steps)
+    driver = _load_driver(cfg.driver) if cfg.driver else None
+    if driver is not None and driver.config.image_size != cfg.image_size:
+        raise ValueError(f"driver {cfg.driver} sees {driver.config.image_size} px images; "
+                         f"recording asks for {cfg.image_size} px")
+    cameras = tuple(driver.cameras) if driver else cfg.cameras
+    arm = SimArm(task, cfg.image_size, cameras, cfg.max_steps)
     with arm, BagWriter(partial, cfg.storage) as bag:
         seed = cfg.seed_start
         while len(result.seeds) < cfg.episodes_per_task:
@@ -103,16 +122,17 @@ def generate_task(
             if len(result.seeds) + len(result.failed_seeds) >= max_attempts:
                 result.error = f"expert failed {len(result.failed_seeds)} of {max_attempts} episodes; gave up"
                 break
-            ep = run_episode(arm, seed, bag.episodes)
+            ep = run_episode(arm, seed, bag.episodes, driver)
             result.sim_steps += len(ep)
-            if ep.success:
+            result.driver_successes += int(driver is not None and ep.success)
+            if ep.success or driver is not None:
                 bag.write(ep)
                 result.seeds.append(seed)
                 result.frames += len(ep)
             else:
                 result.failed_seeds.append(seed)
             if report:
-                report(task, "kept" if ep.success else "failed", len(ep))
+                report(task, "kept" if ep.success or driver is not None else "failed", len(ep))
             seed += 1
     result.seconds = time.monotonic() - t0
     if final.exists():
@@ -123,6 +143,15 @@ def generate_task(
     except OSError:
         pass  # another task is still writing there
     return result
+
+
+def _load_driver(checkpoint: str) -> Any:
+    import torch
+
+    from vla_accel_ros.policy.runtime import Policy
+
+    torch.set_num_threads(1)  # one recorder per core
+    return Policy.load(checkpoint)
 
 
 # -- parallel driver --------------------------------------------------------------------------------
@@ -207,6 +236,7 @@ def write_manifest(out_dir: Path, results: list[TaskResult], cfg: DemoConfig, se
         "joint_names": list(JOINT_NAMES),
         "control_hz": CONTROL_HZ,
         "max_steps": cfg.max_steps,
+        "driver": cfg.driver,
         "seed_start": cfg.seed_start,
         "eval_seed_base": EVAL_SEED_BASE,
         "episodes_per_task": cfg.episodes_per_task,

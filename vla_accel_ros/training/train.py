@@ -39,6 +39,7 @@ class TrainConfig:
     device: str = "cpu"  # "cuda" trains on a GPU; the checkpoint is written for CPU either way
     stop_after: int = 0  # > 0: stop after this many epochs in this call (resume later)
     model: dict = field(default_factory=dict)  # VlaConfig overrides (hidden_size, num_layers, ...)
+    init: str | None = None  # fine-tune this checkpoint ("builtin" or a folder) instead of starting fresh
     command: str = ""
 
 
@@ -96,6 +97,33 @@ class _Batches:
         t = torch.from_numpy(idx).to(self.device)
         images = {c: _shift(self.images[c][t], shift_px, rng) for c in self.config.cameras}
         return images, self.states[t], self.prompt_ids[t], self.action_ids[t]
+
+
+def _init_from(cfg: TrainConfig) -> tuple[VlaModel, VlaConfig, PromptTokenizer, FrameSet]:
+    """The checkpoint to fine-tune, with its own normalization and vocabulary kept.
+
+    Re-deriving q01/q99 or the state statistics from the new data would silently change what every
+    token and input means to the weights, so the data must fit the checkpoint instead.
+    """
+    from vla_accel_ros.policy.checkpoint import load_checkpoint
+
+    if cfg.model:
+        raise ValueError("--model overrides cannot change the architecture of an --init checkpoint")
+    model = load_checkpoint(cfg.init)
+    config = model.config
+    frames = load_frames(cfg.data, list(config.cameras))
+    size = frames.images[config.cameras[0]].shape[1]
+    if size != config.image_size:
+        raise ValueError(f"{cfg.data} has {size} px images; {cfg.init} was trained on {config.image_size} px")
+    prompts = PromptTokenizer(config.prompt_vocab)
+    unknown = sorted({w for t in set(frames.instructions) for w in _words(t) if w not in prompts.index})
+    if unknown:
+        raise ValueError(f"instruction words unknown to {cfg.init}: {unknown}")
+    return model, config, prompts, frames
+
+
+def _words(text: str) -> list[str]:
+    return PromptTokenizer.from_texts([text]).vocab[len(PromptTokenizer.SPECIALS):]
 
 
 def _split(frames: FrameSet, per_task: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,20 +192,24 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    base = VlaConfig(**cfg.model) if cfg.model else VlaConfig()
-    frames = load_frames(cfg.data, base.cameras)
-    prompts = PromptTokenizer.from_texts(sorted(set(frames.instructions)))
-    config = VlaConfig(
-        **{
-            **base.to_dict(),
-            **_stats(frames),
-            "prompt_vocab": prompts.vocab[4:],
-            "image_size": frames.images[base.cameras[0]].shape[1],
-        }
-    )
+    if cfg.init:
+        model, config, prompts, frames = _init_from(cfg)
+    else:
+        base = VlaConfig(**cfg.model) if cfg.model else VlaConfig()
+        frames = load_frames(cfg.data, base.cameras)
+        prompts = PromptTokenizer.from_texts(sorted(set(frames.instructions)))
+        config = VlaConfig(
+            **{
+                **base.to_dict(),
+                **_stats(frames),
+                "prompt_vocab": prompts.vocab[4:],
+                "image_size": frames.images[base.cameras[0]].shape[1],
+            }
+        )
+        model = VlaModel(config)
     tok = ActionTokenizer(config.action_q01, config.action_q99, config.vocab_size, config.n_bins)
     device = torch.device(cfg.device)
-    model = VlaModel(config).to(device)
+    model = model.to(device)
     batches = _Batches(frames, config, tok, prompts, device)
     train_idx, val_idx = _split(frames, cfg.val_episodes_per_task)
     steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
@@ -278,6 +310,7 @@ def _card(summary: dict) -> str:
         f"- seed {cfg['seed']}; final train loss {last.get('train_loss', nan):.3f}; on held-out episodes "
         f"token accuracy {last.get('val_token_acc', nan):.3f}, "
         f"within 2 bins {last.get('val_within2', nan):.3f}",
+        f"- fine-tuned from: {cfg['init']}" if cfg.get("init") else None,
         f"- command: `{cfg['command']}`",
         "",
     ]
