@@ -24,6 +24,7 @@ SECTIONS = [
     ),
     ("Control-step latency per stage", "docs/LATENCY.md", "vla-accel bench-latency"),
     ("DyQ precision ladder", "docs/PRECISION.md", "vla-accel bench-precision"),
+    ("DyQ in closed loop", "docs/DYQ.md", "vla-accel bench-decoding --methods ar-bf16,dyq --closed-loop ..."),
     ("Speculative decoding and KERV", "docs/DECODING.md", "vla-accel bench-decoding"),
     ("Offline replay of a demonstration bag", "docs/REPLAY.md", "vla-accel bench-replay"),
     ("Reliability: fuzz, load, soak", "docs/RELIABILITY.md", "vla-accel fuzz / vla-accel soak"),

@@ -269,6 +269,8 @@ def summarize_rows(recs: list[dict], action_dim: int) -> dict:
         "mean_threshold": float(np.mean([r["threshold"] for r in recs])),
         "latency_ms": {**percentiles(ms), "mean": float(np.mean(ms))},
         "fallbacks": sum(r["fallback"] is not None for r in recs),
+        "precision_shares": {p: sum(r["precision"] == p for r in recs) / n
+                             for p in sorted({r["precision"] for r in recs})},
     }
     if "bins_from_ar" in recs[0]:
         diff = np.array([r["bins_from_ar"] for r in recs])
@@ -498,16 +500,19 @@ def markdown(report: dict) -> str:
             f"({report['closed_loop_setup']}), same seeds for every method",
             "",
             "| method | success | 95 % CI | seeds won / lost vs ar | target passes / action "
-            "| Kalman fill rate | latency p50 / p95 ms | speed-up vs ar (p50) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| Kalman fill rate | latency p50 / p95 ms | speed-up vs ar (p50) | vs ar-bf16 (p50) "
+            "| precision shares |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in cl.items():
+            sp = r.get("speedup", {})
+            shares = ", ".join(f"{p} {v * 100:.0f} %" for p, v in r.get("precision_shares", {}).items())
             lines.append(
                 f"| {name} | {r['success_rate'] * 100:.1f} % "
                 f"| {r['ci95'][0] * 100:.1f}-{r['ci95'][1] * 100:.1f} % "
                 f"| {_paired(r)} | {r['target_passes_per_action']:.2f} | {r['kalman_fill_rate']:.2f} "
                 f"| {r['latency_ms']['p50']:.2f} / {r['latency_ms']['p95']:.2f} "
-                f"| {_f(r.get('speedup', {}).get('vs_ar_p50'))}x |"
+                f"| {_f(sp.get('vs_ar_p50'))}x | {_f(sp.get('vs_ar-bf16_p50'))}x | {shares or '-'} |"
             )
     if report["notes"]:
         lines += ["", "Notes:"] + [f"- {n}" for n in report["notes"]]
@@ -577,6 +582,7 @@ def run(args: argparse.Namespace) -> int:
             progress,
         )
         speedups(cl, "ar", "p50")
+        speedups(cl, "ar-bf16", "p50")
         report["closed_loop"] = cl
         if args.workers > 1:
             notes.append(

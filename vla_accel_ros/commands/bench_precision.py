@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 HELP = "precision ladder vs fp32/bf16: memory, switch cost, latency, action error (JSON + docs/PRECISION.md)"
-STRATEGIES = ("int4-master", "int8-master", "pre-packed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per format")
     parser.add_argument("--observations", type=int, default=16, help="inputs for the action-error comparison")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="storage strategies to compare")
+    parser.add_argument("--strategies", default="", help="storage strategies to compare (default: all of "
+                        "int4-master, int4-whole, int8-master, pre-packed)")
     parser.add_argument("--random-weights", action="store_true", help="skip the SmolLM2 GGUF (smoke runs)")
     parser.add_argument("--layers", type=int, default=0, help="decoder layers (0: all 30; implies random)")
     parser.add_argument("--builtin", default="builtin",
@@ -53,10 +53,11 @@ def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.quant import benchmark as B
     from vla_accel_ros.quant.int4 import check_shape
     from vla_accel_ros.quant.report import render
+    from vla_accel_ros.quant.strategies import STRATEGIES
 
-    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip()) or tuple(STRATEGIES)
     if "int4-master" not in strategies or set(strategies) - set(STRATEGIES):
-        print(f"--strategies must include int4-master and be among {STRATEGIES}", file=sys.stderr)
+        print(f"--strategies must include int4-master and be among {list(STRATEGIES)}", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
