@@ -99,6 +99,10 @@ def _bf16_policy(checkpoint: str):
             images, state, prompt = super().preprocess(inp)
             return {k: v.bfloat16() for k, v in images.items()}, state.bfloat16(), prompt
 
+        @property
+        def precisions(self) -> list[str]:
+            return ["bf16"]  # what it runs: the step records and precision shares say so
+
     policy = Policy.load(checkpoint)
     return Bf16Policy(policy.model.to(torch.bfloat16))
 
