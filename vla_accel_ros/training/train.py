@@ -116,14 +116,11 @@ def _init_from(cfg: TrainConfig) -> tuple[VlaModel, VlaConfig, PromptTokenizer, 
     if size != config.image_size:
         raise ValueError(f"{cfg.data} has {size} px images; {cfg.init} was trained on {config.image_size} px")
     prompts = PromptTokenizer(config.prompt_vocab)
-    unknown = sorted({w for t in set(frames.instructions) for w in _words(t) if w not in prompts.index})
+    words = PromptTokenizer.from_texts(sorted(set(frames.instructions))).vocab
+    unknown = [w for w in words if w not in prompts.index]
     if unknown:
         raise ValueError(f"instruction words unknown to {cfg.init}: {unknown}")
     return model, config, prompts, frames
-
-
-def _words(text: str) -> list[str]:
-    return PromptTokenizer.from_texts([text]).vocab[len(PromptTokenizer.SPECIALS):]
 
 
 def _split(frames: FrameSet, per_task: int) -> tuple[np.ndarray, np.ndarray]:
