@@ -7,7 +7,9 @@ broken checkpoint, then on a good one); the camera stopping, or its stamps going
 precision or decoding that is unavailable at run time; a model that does not load; `vla-accel up` losing a
 child; `vla-accel record` stopped by a signal mid-recording.
 
-Latencies from a fault to the first hold on arm/command are measured and printed (run with -s); they
+Latencies from a fault to the first hold on arm/command are measured and printed (run with -s). They are
+taken from the hold's own header stamp (the controller's clock when it published) against the stamp of
+the fault, so a test process that reads its subscriptions late on a loaded machine does not count; they
 are asserted only against a generous bound of two watchdog periods. VLA_ACCEL_FAULT_REPORT=<json> also
 writes them there. The weights do not matter here: a tiny random checkpoint keeps each start short
 (VLA_ACCEL_TEST_MODEL=<dir> uses another).
@@ -269,11 +271,11 @@ class FaultGraph:
         ok = self.spin_until(lambda: len(self.motion_after(t)) >= 3, START_S)
         assert ok, "the graph does not command the arm\n" + self.logs()
 
-    def hold_latency(self, fault_t: float) -> float:
-        """Seconds from the fault to the first hold on arm/command (waits for it)."""
+    def hold_latency(self, fault_t: float, fault_ns: int) -> float:
+        """Seconds from the fault to the stamp of the first hold on arm/command (waits for it)."""
         ok = self.spin_until(lambda: bool(self.holds_after(fault_t)), 10 * WATCHDOG_S)
         assert ok, "no hold after the fault\n" + self.logs()
-        return self.holds_after(fault_t)[0][0] - fault_t
+        return (convert.stamp_to_ns(self.holds_after(fault_t)[0][1].header.stamp) - fault_ns) * 1e-9
 
 
 def is_hold(msg: VlaAction) -> bool:
@@ -310,10 +312,10 @@ def assert_held_until(g: FaultGraph, first_hold_t: float, until_t: float) -> lis
 def test_hung_inference_node_holds_the_arm_then_resumes(graph):
     graph.ensure_running()
     proc = graph.procs["inference_node"]
-    t_fault = time.monotonic()
+    t_fault, fault_ns = time.monotonic(), graph.now_ns()
     proc.signal(signal.SIGSTOP)
     try:
-        latency = graph.hold_latency(t_fault)
+        latency = graph.hold_latency(t_fault, fault_ns)
         first_hold = graph.holds_after(t_fault)[0][0]
         graph.wait_diag("controller_node", ERROR, "holding", t_fault)
         graph.spin_until(lambda: len(graph.holds_after(t_fault)) >= 3, 10 * WATCHDOG_S)
@@ -324,7 +326,7 @@ def test_hung_inference_node_holds_the_arm_then_resumes(graph):
         proc.signal(signal.SIGCONT)
     assert graph.spin_until(lambda: len(graph.motion_after(t_resume)) >= 3, 30.0), graph.logs()
     graph.wait_diag("controller_node", OK, "commanding the arm", t_resume)
-    gaps = np.diff([ts for ts, _ in holds])
+    gaps = np.diff([convert.stamp_to_ns(m.header.stamp) * 1e-9 for _, m in holds])
     record(
         "inference SIGSTOP", hold_latency_s=round(latency, 3), hold_period_s=round(float(np.median(gaps)), 3)
     )
@@ -333,9 +335,9 @@ def test_hung_inference_node_holds_the_arm_then_resumes(graph):
 
 def test_killed_inference_node_holds_reports_and_resumes_after_restart(graph):
     graph.ensure_running()
-    t_fault = time.monotonic()
+    t_fault, fault_ns = time.monotonic(), graph.now_ns()
     graph.procs["inference_node"].signal(signal.SIGKILL)
-    latency = graph.hold_latency(t_fault)
+    latency = graph.hold_latency(t_fault, fault_ns)
     first_hold = graph.holds_after(t_fault)[0][0]
     graph.wait_diag("controller_node", ERROR, "holding", t_fault)
     record("inference SIGKILL", hold_latency_s=round(latency, 3))
@@ -372,9 +374,9 @@ def test_killed_inference_node_holds_reports_and_resumes_after_restart(graph):
 )
 def test_camera_fault_holds_warns_and_resumes(graph, mode, warning):
     graph.ensure_running()
-    t_fault = time.monotonic()
+    t_fault, fault_ns = time.monotonic(), graph.now_ns()
     graph.camera = mode
-    latency = graph.hold_latency(t_fault)
+    latency = graph.hold_latency(t_fault, fault_ns)
     first_hold = graph.holds_after(t_fault)[0][0]
     graph.wait_diag("inference_node", WARN, warning, t_fault)
     graph.wait_diag("controller_node", ERROR, "holding", t_fault)
