@@ -245,28 +245,18 @@ def test_train_draft_end_to_end(trained):
     assert "spec" in Policy.load(root / "ckpt").decoders
 
 
+def bench_args(trained, tmp_path, frames: int, warmup: int, methods: str, *more: str) -> list[str]:
+    root, _ = trained
+    data = ["--checkpoint", str(root / "ckpt"), "--data", str(root / "demos")]
+    out = ["--json", str(tmp_path / "d.json"), "--markdown", str(tmp_path / "D.md"), "--no-progress"]
+    run = ["--frames", str(frames), "--warmup", str(warmup), "--methods", methods, *more]
+    return ["bench-decoding", *data, *run, *out]
+
+
 def test_bench_decoding_open_loop(trained, tmp_path):
     from vla_accel_ros.cli import main
 
-    root, _ = trained
-    args = [
-        "bench-decoding",
-        "--checkpoint",
-        str(root / "ckpt"),
-        "--data",
-        str(root / "demos"),
-        "--frames",
-        "8",
-        "--warmup",
-        "2",
-        "--methods",
-        "ar,spec,specvla,kerv",
-        "--json",
-        str(tmp_path / "d.json"),
-        "--markdown",
-        str(tmp_path / "D.md"),
-        "--no-progress",
-    ]
+    args = bench_args(trained, tmp_path, 8, 2, "ar,spec,specvla,kerv")
     assert main(args) == 0
     report = json.loads((tmp_path / "d.json").read_text())
     rows = report["open_loop"]
@@ -277,3 +267,42 @@ def test_bench_decoding_open_loop(trained, tmp_path):
     text = (tmp_path / "D.md").read_text()
     assert "bench-decoding:begin" in text and "| kerv |" in text
     assert main(args) == 0 and (tmp_path / "D.md").read_text().count("bench-decoding:begin") == 1
+
+
+def test_bench_decoding_replays_the_acceptance_at_the_realistic_size(trained, tmp_path):
+    """Every row again on a (1-layer, random) realistic-size model: same passes, drafts and fills."""
+    from vla_accel_ros.cli import main
+
+    more = ("--realistic-frames", "3", "--realistic-layers", "1")
+    args = bench_args(trained, tmp_path, 6, 1, "ar,spec,kerv,ar-bf16", *more)
+    assert main(args) == 0
+    report = json.loads((tmp_path / "d.json").read_text())
+    built_in, scaled = report["open_loop"], report["realistic"]["rows"]
+    assert list(scaled) == list(built_in) and report["realistic"]["frames"] == 3
+    assert all(r["pattern_reproduced"] == 1.0 and r["fallbacks"] == 0 for r in scaled.values())
+    assert scaled["ar"]["target_passes_per_action"] == 3.0 and scaled["ar"]["speedup"]["vs_ar_p50"] == 1.0
+    assert scaled["ar-bf16"]["precision_shares"] == {"bf16": 1.0}
+    assert report["realistic"]["decoder_parameters"] > 1e7  # SmolLM2's 576-wide embedding, 1 layer
+    assert "Realistic size: 3 of those frames" in (tmp_path / "D.md").read_text()
+
+    # Rows on the int4 ladder (the tiny built-in cannot be quantized: too narrow for group 64) replay a
+    # KERV step at the precision the built-in ran.
+    from vla_accel_ros.commands.bench_decoding import realistic_rows
+    from vla_accel_ros.evaluation.spec_scale import replay_record, same_pattern
+
+    (row,) = realistic_rows(["kerv+dyq"], layers=1)
+    inp = PolicyInput(
+        {c: np.zeros((32, 32, 3), np.uint8) for c in row.policy.cameras}, np.zeros(9), "open the drawer"
+    )
+    rec = {
+        "precision": "w4a8-emu",
+        "decoding": "kerv",
+        "threshold": 9.0,
+        "filled": [2],
+        "rejected": [1],
+        "passes": 2,
+        "drafted": 2,
+        "accepted": 0,
+    }
+    res, _ = replay_record(row, 0, inp, rec)
+    assert res.precision == "w4a8-emu" and same_pattern(res, rec) and res.fallback is None

@@ -356,13 +356,20 @@ def test_bad_requests_are_refused_with_a_reason():
 
 
 # -- the measured alternatives and the benchmark report -----------------------------------------------
+def action_logits(model: VlaModel, inputs) -> torch.Tensor:
+    """Action-bin logits at every position a decoder reads: the prefill's last, then three action tokens."""
+    first = model.action_first_id
+    step = model.prefill(*inputs)
+    more = model.extend(step.cache, torch.tensor([[first + 10, first + 100, first + 200]]))
+    return torch.cat([step.logits, more.logits], 1)[..., first:]
+
+
 def test_alternative_strategies_compute_what_they_claim():
     torch.manual_seed(0)
     fp32 = VlaModel(small_config()).eval()
     inputs = model_inputs(fp32.config)
-    first = fp32.action_first_id  # the logits every decoder reads (int4-whole scores only these)
     with torch.no_grad():
-        ref = fp32.prefill(*inputs).logits[..., first:]
+        ref = action_logits(fp32, inputs)
     held = {}
     for name in STRATEGIES:
         model = copy.deepcopy(fp32)
@@ -371,10 +378,13 @@ def test_alternative_strategies_compute_what_they_claim():
             strategy.set(mode)
             held[name, mode] = strategy.held_bytes()
             with torch.no_grad():
-                got = model.prefill(*inputs).logits[..., first:]
-            # int4 rounding of random weights moves logits by a few percent, int8 and bf16 by less; the
-            # int4 table and head of int4-whole add about as much again
-            limit = (0.15 if name == "int4-whole" else 0.1) if mode.startswith("w4") else 0.02
+                got = action_logits(model, inputs)
+            # At the positions decoders read, int4 rounding of random weights moves these logits by about
+            # 10 % (int4 activations or int4-whole's table and head: about 14 %), int8 and bf16 by < 1 %.
+            if mode.startswith("w4"):
+                limit = 0.2 if name == "int4-whole" or mode == "w4a4-emu" else 0.13
+            else:
+                limit = 0.02
             assert float((got - ref).norm() / ref.norm()) < limit, (name, mode)
     lin = sum(m.weight.numel() for *_, m in find_linears(fp32, DECODER_LINEARS))
     int4 = lin // 2 + 4 * lin // GROUP

@@ -62,7 +62,7 @@ def test_random_variant_shapes_and_forward(two_layer_model):
     with torch.no_grad():
         prompt = torch.zeros(1, cfg.prompt_length, dtype=torch.long)
         step = model.prefill(images, torch.zeros(1, cfg.state_dim), prompt)
-    assert step.logits.shape == (1, 45, 49408) and step.length == 45
+    assert step.logits.shape == (1, 1, 49408) and step.length == 45 and step.hidden.shape == (1, 45, 576)
 
 
 def test_every_decoder_linear_fits_the_int4_kernel():

@@ -496,3 +496,69 @@ def test_speculate_refuses_batches(model):
     )
     with pytest.raises(ValueError, match="batch 1"):
         speculate(model, step, 4, OracleDraft(model), StageTimer())
+
+
+# --- the realistic-size replay (evaluation.spec_scale) ---------------------------------------------------
+
+
+def test_a_recorded_rejection_pattern_replays_on_another_model():
+    """Where one policy's draft was rejected, a ScriptedDraft over another model rejects too: same target
+    passes, drafts, acceptances and Kalman fills, whatever that model's own tokens."""
+    from vla_accel_ros.evaluation.spec_scale import (
+        ProposalLog,
+        ScaledRow,
+        attach_scripted_draft,
+        rejected_positions,
+        replay_record,
+        same_pattern,
+    )
+
+    source = Policy(make_model(seed=0))
+    source.attach_draft(random_draft(source.model, seed=1))
+    source.decoders["kerv-verify"] = speculate_verify(source)
+    log = ProposalLog(source.draft)
+    other = Policy(make_model(seed=3))
+    row = ScaledRow("any", other, attach_scripted_draft(other, lambda m: random_draft(m, seed=2)))
+    prediction = np.array([0.1, -0.2, 0.33, 0.9])
+    methods = [("spec", 0.0), ("specvla", 9.0), ("kerv", 6.0), ("kerv-verify", 6.0)]
+    seen: dict[str, int] = {}
+    for frame in range(10):
+        inp = obs(source.model, frame)
+        for decoding, r in methods:
+            log.take()
+            kalman = prediction if decoding.startswith("kerv") else None
+            res = source.act(inp, decoding=decoding, threshold=r, kalman_action=kalman)
+            rec = {
+                "precision": res.precision,
+                "decoding": decoding,
+                "threshold": r,
+                "passes": res.target_passes,
+                "drafted": res.draft_tokens,
+                "accepted": res.accepted_tokens,
+                "filled": list(res.kalman_filled),
+                "rejected": rejected_positions(log.take(), res.token_ids.tolist()),
+            }
+            out, ms = replay_record(row, frame, inp, rec)
+            assert same_pattern(out, rec), (decoding, rec, out)
+            assert out.decoding == decoding and out.fallback is None and ms > 0
+            if decoding == "spec":  # strict: the other model's own greedy action, whatever the script
+                assert out.token_ids.tolist() == row.greedy[(frame, "fp32")]
+            for key in ("rejected", "filled"):
+                seen[key] = seen.get(key, 0) + bool(rec[key])
+    assert seen["rejected"] >= 5 and seen["filled"] >= 1  # the script had something to replay
+
+
+def test_rejected_positions_are_each_rounds_first_mismatch():
+    from vla_accel_ros.evaluation.spec_scale import rejected_positions
+
+    final = [300, 301, 302, 303]
+    assert rejected_positions([(1, [301, 302])], final) == []
+    assert rejected_positions([(1, [301, 9])], final) == [2]
+    assert rejected_positions([(1, [7, 9]), (2, [302])], final) == [1]
+    assert rejected_positions([(1, [7, 302]), (2, [8])], final) == [1, 2]
+
+
+def speculate_verify(policy: Policy):
+    from vla_accel_ros.decoding.speculative import speculative_decoders
+
+    return speculative_decoders(policy.model, policy.actions, policy.draft, masked="verify")["kerv"]

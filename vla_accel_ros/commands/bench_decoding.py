@@ -4,6 +4,8 @@ Open loop: the held-out demonstration episodes (the target's validation episodes
 every method decodes every frame, methods rotating within a frame so load drifts hit them alike, and each
 method's AccelLoop (the graph's kinematics + controller logic) sees the recorded executed actions and its
 own fills. Closed loop (--closed-loop): every method runs the same held-out seeds in the simulator.
+Realistic size (--realistic-frames): the first open-loop frames again, on the SmolLM2-135M-decoder model,
+each row replaying the built-in's acceptance pattern of that frame (evaluation.spec_scale).
 Writes docs/results/decoding.json and the results block of docs/DECODING.md.
 """
 
@@ -44,6 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="closed-loop processes (1 torch thread each)")
     parser.add_argument("--tasks", default="all")
     parser.add_argument("--max-steps", type=int, default=200)
+    parser.add_argument(
+        "--realistic-frames",
+        type=int,
+        default=0,
+        help="also decode this many open-loop frames at the realistic size, acceptance replayed",
+    )
+    parser.add_argument(
+        "--realistic-layers", type=int, default=0, help="decoder layers there (0: all 30; else random)"
+    )
     parser.add_argument("--json", type=Path, default=Path("docs/results/decoding.json"))
     parser.add_argument("--markdown", type=Path, default=Path("docs/DECODING.md"))
     parser.add_argument("--no-progress", action="store_true")
@@ -60,6 +71,7 @@ class Controlled:
     def __init__(self, name: str, policy, loop, decoding: str | None = None) -> None:
         self.name, self.policy, self.loop, self.decoding = name, policy, loop, decoding
         self.results: list = []
+        self.last_rejected: list[int] = []  # positions where the draft was rejected in the last act()
         self._seen = 0
         self._pending: list[int] | None = None
 
@@ -81,13 +93,21 @@ class Controlled:
         return kw
 
     def act(self, inp, **kw):
+        from vla_accel_ros.evaluation.spec_scale import rejected_positions
+
+        log = getattr(self.policy, "proposal_log", None)
+        if log is not None:
+            log.take()
         result = self.policy.act(inp, **kw)
+        if log is not None:
+            self.last_rejected = rejected_positions(log.take(), result.token_ids.tolist())
         self._pending = list(result.kalman_filled)
         self.results.append(result)
         return result
 
 
-def _bf16_policy(checkpoint: str):
+def _bf16_policy(policy):
+    """The same model cast to bf16 (a policy over a copy when `policy` must stay as it is)."""
     import torch
 
     from vla_accel_ros.policy.runtime import Policy
@@ -103,18 +123,24 @@ def _bf16_policy(checkpoint: str):
         def precisions(self) -> list[str]:
             return ["bf16"]  # what it runs: the step records and precision shares say so
 
-    policy = Policy.load(checkpoint)
     return Bf16Policy(policy.model.to(torch.bfloat16))
 
 
-def _dyq_policy(checkpoint: str):
-    """The policy on DyQ's int4 ladder (decoder linears only: the draft's shared embedding and LM head
-    stay fp32)."""
-    from vla_accel_ros.policy.runtime import Policy
+def _dyq_policy(policy):
+    """`policy` moved onto DyQ's int4 ladder (decoder linears only: the draft's shared embedding and LM
+    head stay fp32)."""
     from vla_accel_ros.quant import quantize_model
 
-    policy = Policy.load(checkpoint)
     policy.enable_ladder(quantize_model(policy.model))
+    return policy
+
+
+def _logged(policy):
+    """Record where the policy's draft is rejected (for the realistic-size replay)."""
+    from vla_accel_ros.evaluation.spec_scale import ProposalLog
+
+    if policy.draft is not None:
+        policy.proposal_log = ProposalLog(policy.draft)
     return policy
 
 
@@ -123,7 +149,7 @@ def build_methods(names: list[str], checkpoint: str, params: dict, notes: list[s
     from vla_accel_ros.evaluation.methods import build_loop, ladder_settings
     from vla_accel_ros.policy.runtime import Policy
 
-    policy = Policy.load(checkpoint)
+    policy = _logged(Policy.load(checkpoint))
     if policy.draft is None:
         raise SystemExit(f"{checkpoint}: {policy.draft_error}; run `vla-accel train-draft` first")
     policy.decoders["kerv-verify"] = speculative_decoders(
@@ -136,15 +162,15 @@ def build_methods(names: list[str], checkpoint: str, params: dict, notes: list[s
         try:
             if "@" in name:  # "<method>@<mode>": the method on the int4 ladder, held at one mode
                 base, mode = name.split("@", 1)
-                quantized = quantized or _dyq_policy(checkpoint)
+                quantized = quantized or _logged(_dyq_policy(Policy.load(checkpoint)))
                 if mode not in quantized.precisions:
                     raise ValueError(f"mode {mode!r} not in the ladder {quantized.precisions}")
                 rows.append(Controlled(name, quantized, build_loop(base, a, [mode], params)))
             elif name == "ar-bf16":
-                bf16 = _bf16_policy(checkpoint)
+                bf16 = _bf16_policy(Policy.load(checkpoint))
                 rows.append(Controlled(name, bf16, build_loop("ar", a, bf16.precisions, params)))
             elif name in ("dyq", "kerv+dyq"):
-                quantized = quantized or _dyq_policy(checkpoint)
+                quantized = quantized or _logged(_dyq_policy(Policy.load(checkpoint)))
                 dyq_params, note = ladder_settings(params, quantized.precisions)
                 notes.extend([note] if note else [])
                 loop = build_loop(name, a, quantized.precisions, dyq_params)
@@ -225,7 +251,7 @@ def replay(rows: list[Controlled], episodes: list, warmup: int, progress: bool) 
                 res = row.act(inp, **kw)
                 ms = (time.perf_counter() - t0) * 1e3
                 if k >= warmup:
-                    out[row.name].append(_record(res, ms, action))
+                    out[row.name].append(_record(res, ms, action, row.last_rejected))
             executed.append(action)
             k += 1
             bar.update(1)
@@ -237,10 +263,12 @@ def replay(rows: list[Controlled], episodes: list, warmup: int, progress: bool) 
     return out
 
 
-def _record(res, ms: float, expert: np.ndarray | None = None) -> dict:
+def _record(res, ms: float, expert: np.ndarray | None = None, rejected: list[int] | None = None) -> dict:
     rec = {
         "ms": ms,
         "ids": res.token_ids.tolist(),
+        "decoding": res.decoding,
+        "rejected": list(rejected or []),
         "passes": res.target_passes,
         "drafted": res.draft_tokens,
         "accepted": res.accepted_tokens,
@@ -273,8 +301,9 @@ def summarize_rows(recs: list[dict], action_dim: int) -> dict:
         "mean_threshold": float(np.mean([r["threshold"] for r in recs])),
         "latency_ms": {**percentiles(ms), "mean": float(np.mean(ms))},
         "fallbacks": sum(r["fallback"] is not None for r in recs),
-        "precision_shares": {p: sum(r["precision"] == p for r in recs) / n
-                             for p in sorted({r["precision"] for r in recs})},
+        "precision_shares": {
+            p: sum(r["precision"] == p for r in recs) / n for p in sorted({r["precision"] for r in recs})
+        },
     }
     if "bins_from_ar" in recs[0]:
         diff = np.array([r["bins_from_ar"] for r in recs])
@@ -350,6 +379,97 @@ def draft_cost(policy, episodes: list, repeats: int = 200) -> dict:
 def _draft_round(draft, ctx, n: int):
     draft.reset()
     return draft.propose(ctx, n)
+
+
+# -- realistic size ------------------------------------------------------------------------------------
+def _variant_of(name: str) -> str:
+    if name == "ar-bf16":
+        return "bf16"
+    return "ladder" if "@" in name or name in ("dyq", "kerv+dyq") else "fp32"
+
+
+def realistic_rows(names: list[str], layers: int) -> list:
+    """One ScaledRow per built-in row, on the realistic-size model in the row's format (fp32, bf16, or
+    on the int4 ladder), each speculative one over a ScriptedDraft of that model's shape."""
+    import copy
+
+    from vla_accel_ros.decoding.draft import DraftConfig, EagleDraft
+    from vla_accel_ros.evaluation.spec_scale import ScaledRow, attach_scripted_draft
+    from vla_accel_ros.policy.realistic import build_realistic_model
+    from vla_accel_ros.policy.runtime import Policy
+
+    fp32 = build_realistic_model(pretrained=not layers, **({"num_layers": layers} if layers else {}))
+
+    def untrained_draft(model):
+        draft = EagleDraft(DraftConfig.for_target(model), model).eval()
+        draft.freeze()  # fold the shared embedding and head before the ladder may replace them
+        return draft
+
+    variants: dict[str, tuple] = {}
+    rows = []
+    for name in names:
+        kind = _variant_of(name)
+        if kind not in variants:
+            if kind == "bf16":  # its only row decodes autoregressively
+                policy, draft = _bf16_policy(Policy(copy.deepcopy(fp32))), None
+            else:
+                policy = Policy(fp32 if kind == "fp32" else copy.deepcopy(fp32))
+                draft = attach_scripted_draft(policy, untrained_draft)
+                if kind == "ladder":
+                    _dyq_policy(policy)
+            variants[kind] = (policy, draft, {})
+        policy, draft, greedy = variants[kind]
+        rows.append(ScaledRow(name, policy, draft, greedy))
+    return rows
+
+
+def replay_realistic(
+    rows: list, episodes: list, recs: dict[str, list[dict]], frames: int, warmup: int, progress: bool
+) -> dict[str, list[dict]]:
+    """`frames` recorded open-loop frames, spread evenly over them, again: each row as its built-in twin
+    decoded the frame."""
+    from tqdm import tqdm
+
+    from vla_accel_ros.evaluation.spec_scale import replay_record, same_pattern
+    from vla_accel_ros.policy.runtime import PolicyInput
+
+    inputs = [PolicyInput(images, joints, inst) for inst, steps in episodes for images, joints, _ in steps]
+    inputs = inputs[warmup:]  # the records start after the open loop's warm-up frames
+    total = min(len(inputs), *(len(recs[r.name]) for r in rows))
+    chosen = sorted({int(i) for i in np.linspace(0, total - 1, min(frames, total))})
+    for row in rows:  # one untimed action per row: lazy initialisation stays out of the timings
+        replay_record(row, chosen[0], inputs[chosen[0]], recs[row.name][chosen[0]])
+    out: dict[str, list[dict]] = {r.name: [] for r in rows}
+    for k, j in enumerate(tqdm(chosen, desc="realistic size", unit="frame", disable=not progress)):
+        for i in range(len(rows)):
+            row = rows[(i + k) % len(rows)]
+            rec = recs[row.name][j]
+            res, ms = replay_record(row, j, inputs[j], rec)
+            out[row.name].append({**_record(res, ms), "same_pattern": same_pattern(res, rec)})
+    return out
+
+
+def realistic_section(rows: list, recs: dict[str, list[dict]], layers: int) -> dict:
+    from vla_accel_ros.evaluation.spec_scale import SCRIPTED_LABEL
+    from vla_accel_ros.policy.realistic import BACKBONE, REALISTIC_LABEL
+
+    a = rows[0].policy.action_dim
+    table = {}
+    for name, r in recs.items():
+        table[name] = summarize_rows(r, a)
+        table[name]["pattern_reproduced"] = float(np.mean([x["same_pattern"] for x in r]))
+    for key in ("p50", "mean"):
+        for base in ("ar", "ar-bf16", "specvla"):
+            speedups(table, base, key)
+    model = rows[0].policy.model
+    return {
+        "model": f"VlaModel with a {model.config.num_layers}-layer {BACKBONE} decoder "
+        f"({'pretrained' if not layers else 'random'} weights), {REALISTIC_LABEL}",
+        "decoder_parameters": sum(p.numel() for p in model.llama.parameters()),
+        "draft": "untrained EagleDraft of the same shape (one decoder layer); " + SCRIPTED_LABEL,
+        "frames": len(next(iter(recs.values()))),
+        "rows": table,
+    }
 
 
 # -- closed loop ---------------------------------------------------------------------------------------
@@ -495,6 +615,7 @@ def markdown(report: dict) -> str:
             f"Draft: {dc['draft_parameters'] / 1e6:.3f} M parameters of its own (target decoder "
             f"{dc['target_decoder_parameters'] / 1e6:.3f} M; embedding and LM head shared).",
         ]
+    lines += _realistic_markdown(report.get("realistic"))
     cl = report.get("closed_loop")
     if cl:
         first = next(iter(cl.values()))
@@ -521,6 +642,34 @@ def markdown(report: dict) -> str:
     if report["notes"]:
         lines += ["", "Notes:"] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _realistic_markdown(rs: dict | None) -> list[str]:
+    if not rs:
+        return []
+    lines = [
+        "",
+        f"### Realistic size: {rs['frames']} of those frames (evenly spaced), the built-in's acceptance "
+        "replayed (emulated)",
+        "",
+        f"{rs['model']}; {rs['decoder_parameters'] / 1e6:.1f} M decoder parameters. Draft: {rs['draft']}. "
+        "Each row decodes each frame with the built-in row's method, precision, threshold and rejected "
+        'positions; "pattern as built-in" is the share of frames with the same target passes, drafts, '
+        "acceptances and fills.",
+        "",
+        "| method | target passes / action | acceptance rate | Kalman fill rate | latency p50 / p95 ms "
+        "| speed-up vs ar (p50 / mean) | vs specvla (p50) | vs ar-bf16 (p50) | pattern as built-in |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rs["rows"].items():
+        sp = r.get("speedup", {})
+        lines.append(
+            f"| {name} | {r['target_passes_per_action']:.2f} | {_f(r['acceptance_rate'])} "
+            f"| {r['kalman_fill_rate']:.3f} | {r['latency_ms']['p50']:.1f} / {r['latency_ms']['p95']:.1f} "
+            f"| {_f(sp.get('vs_ar_p50'))}x / {_f(sp.get('vs_ar_mean'))}x | {_f(sp.get('vs_specvla_p50'))}x "
+            f"| {_f(sp.get('vs_ar-bf16_p50'))}x | {r['pattern_reproduced']:.2f} |"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -570,6 +719,10 @@ def run(args: argparse.Namespace) -> int:
             k: info.get(k)
             for k in ("training_frames", "steps", "train_seconds", "held_out_top1", "held_out_acceptance")
         }
+    if args.realistic_frames > 0:
+        scaled = realistic_rows(list(recs), args.realistic_layers)
+        scaled_recs = replay_realistic(scaled, episodes, recs, args.realistic_frames, args.warmup, progress)
+        report["realistic"] = realistic_section(scaled, scaled_recs, args.realistic_layers)
     if args.closed_loop:
         tasks = parse_task_list(args.tasks)
         wanted = [n.strip() for n in args.closed_loop_methods.split(",") if n.strip()]
