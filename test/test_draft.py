@@ -284,6 +284,8 @@ def test_bench_decoding_replays_the_acceptance_at_the_realistic_size(trained, tm
     assert scaled["ar-bf16"]["precision_shares"] == {"bf16": 1.0}
     assert report["realistic"]["decoder_parameters"] > 1e7  # SmolLM2's 576-wide embedding, 1 layer
     assert "Realistic size: 3 of those frames" in (tmp_path / "D.md").read_text()
+    pieces = report["realistic"]["pieces_ms"]
+    assert pieces["prefill"] > 0 and pieces["target_pass"] > 0  # ar ran; no specvla row: no verify
 
     # Rows on the int4 ladder (the tiny built-in cannot be quantized: too narrow for group 64) replay a
     # KERV step at the precision the built-in ran.

@@ -24,8 +24,17 @@ SECTIONS = [
     ),
     ("Control-step latency per stage", "docs/LATENCY.md", "vla-accel bench-latency"),
     ("DyQ precision ladder", "docs/PRECISION.md", "vla-accel bench-precision"),
-    ("DyQ in closed loop", "docs/DYQ.md", "vla-accel bench-decoding --methods ar-bf16,dyq --closed-loop ..."),
+    (
+        "DyQ in closed loop",
+        "docs/DYQ.md",
+        "vla-accel bench-decoding --methods ar-bf16,ar@w4a16,ar@w4a8-emu,ar@w4a4-emu,dyq --closed-loop ...",
+    ),
     ("Speculative decoding and KERV", "docs/DECODING.md", "vla-accel bench-decoding"),
+    (
+        "Speculative decoding at the realistic size",
+        "docs/DECODING_REALISTIC.md",
+        "vla-accel bench-decoding --realistic-frames 30 --markdown docs/DECODING_REALISTIC.md ...",
+    ),
     ("Offline replay of a demonstration bag", "docs/REPLAY.md", "vla-accel bench-replay"),
     ("Reliability: fuzz, load, soak", "docs/RELIABILITY.md", "vla-accel fuzz / vla-accel soak"),
 ]

@@ -445,8 +445,31 @@ def replay_realistic(
             row = rows[(i + k) % len(rows)]
             rec = recs[row.name][j]
             res, ms = replay_record(row, j, inputs[j], rec)
-            out[row.name].append({**_record(res, ms), "same_pattern": same_pattern(res, rec)})
+            rec_out = {**_record(res, ms), "same_pattern": same_pattern(res, rec), "stages": res.timings_ms}
+            out[row.name].append(rec_out)
     return out
+
+
+def realistic_pieces(recs: dict[str, list[dict]]) -> dict[str, float | None]:
+    """Median ms of the pieces at this size, from the rows' own stage timings: the prefill and a
+    one-token pass (ar), a verify pass over all drafted tokens and a draft round (specvla, one pass)."""
+
+    def median(row: str, stage: str, one_pass: bool = False) -> float | None:
+        vals = [
+            v
+            for r in recs.get(row, [])
+            if not one_pass or r["passes"] == 1
+            for k, v in r["stages"].items()
+            if k.startswith(stage)
+        ]
+        return float(np.median(vals)) if vals else None
+
+    return {
+        "prefill": median("ar", "prefill"),
+        "target_pass": median("ar", "decode_"),
+        "verify_pass": median("specvla", "verify", one_pass=True),
+        "draft_round": median("specvla", "draft", one_pass=True),
+    }
 
 
 def realistic_section(rows: list, recs: dict[str, list[dict]], layers: int) -> dict:
@@ -469,6 +492,7 @@ def realistic_section(rows: list, recs: dict[str, list[dict]], layers: int) -> d
         "draft": "untrained EagleDraft of the same shape (one decoder layer); " + SCRIPTED_LABEL,
         "frames": len(next(iter(recs.values()))),
         "rows": table,
+        "pieces_ms": realistic_pieces(recs),
     }
 
 
@@ -669,6 +693,16 @@ def _realistic_markdown(rs: dict | None) -> list[str]:
             f"| {_f(sp.get('vs_ar_p50'))}x / {_f(sp.get('vs_ar_mean'))}x | {_f(sp.get('vs_specvla_p50'))}x "
             f"| {_f(sp.get('vs_ar-bf16_p50'))}x | {r['pattern_reproduced']:.2f} |"
         )
+    pc = rs.get("pieces_ms", {})
+    if pc.get("target_pass") and pc.get("verify_pass"):
+        ratio = pc["verify_pass"] / pc["target_pass"]
+        lines += [
+            "",
+            "Pieces at this size (median ms, from the rows' stage timings): "
+            f"prefill {_f(pc['prefill'], '{:.1f}')}, one-token target pass {pc['target_pass']:.1f}, "
+            f"verify pass over the drafted tokens {pc['verify_pass']:.1f} ({ratio:.2f}x a one-token pass), "
+            f"draft round {_f(pc['draft_round'], '{:.1f}')}.",
+        ]
     return lines
 
 
