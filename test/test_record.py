@@ -50,6 +50,10 @@ class Output:
     def text(self) -> str:
         return "\n".join(self.lines)
 
+    def join(self, timeout_s: float = 10.0) -> None:
+        """Wait for the last lines of a process that has exited."""
+        self._thread.join(timeout_s)
+
 
 def start_recorder(ros, out: Path, *topics: str) -> tuple[subprocess.Popen, Output]:
     from ros_fixtures import ros_test_env
@@ -315,4 +319,5 @@ def test_bag_player_takes_the_namespace_of_its_ros_args(monkeypatch, tmp_path):
             if proc.poll() is None:
                 stop(proc, signal.SIGINT)
     assert proc.returncode == 0, output.text()
+    output.join()
     assert "played 2 frames" in output.text(), output.text()
