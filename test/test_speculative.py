@@ -504,6 +504,7 @@ def test_speculate_refuses_batches(model):
 def test_a_recorded_rejection_pattern_replays_on_another_model():
     """Where one policy's draft was rejected, a ScriptedDraft over another model rejects too: same target
     passes, drafts, acceptances and Kalman fills, whatever that model's own tokens."""
+    from vla_accel_ros.evaluation.methods import add_kerv_verify
     from vla_accel_ros.evaluation.spec_scale import (
         ProposalLog,
         ScaledRow,
@@ -515,7 +516,7 @@ def test_a_recorded_rejection_pattern_replays_on_another_model():
 
     source = Policy(make_model(seed=0))
     source.attach_draft(random_draft(source.model, seed=1))
-    source.decoders["kerv-verify"] = speculate_verify(source)
+    add_kerv_verify(source)
     log = ProposalLog(source.draft)
     other = Policy(make_model(seed=3))
     row = ScaledRow("any", other, attach_scripted_draft(other, lambda m: random_draft(m, seed=2)))
@@ -556,9 +557,3 @@ def test_rejected_positions_are_each_rounds_first_mismatch():
     assert rejected_positions([(1, [301, 9])], final) == [2]
     assert rejected_positions([(1, [7, 9]), (2, [302])], final) == [1]
     assert rejected_positions([(1, [7, 302]), (2, [8])], final) == [1, 2]
-
-
-def speculate_verify(policy: Policy):
-    from vla_accel_ros.decoding.speculative import speculative_decoders
-
-    return speculative_decoders(policy.model, policy.actions, policy.draft, masked="verify")["kerv"]

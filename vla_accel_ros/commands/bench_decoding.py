@@ -93,14 +93,12 @@ class Controlled:
         return kw
 
     def act(self, inp, **kw):
-        from vla_accel_ros.evaluation.spec_scale import rejected_positions
-
         log = getattr(self.policy, "proposal_log", None)
         if log is not None:
             log.take()
         result = self.policy.act(inp, **kw)
         if log is not None:
-            self.last_rejected = rejected_positions(log.take(), result.token_ids.tolist())
+            self.last_rejected = log.rejected(result.token_ids.tolist())
         self._pending = list(result.kalman_filled)
         self.results.append(result)
         return result
@@ -145,16 +143,13 @@ def _logged(policy):
 
 
 def build_methods(names: list[str], checkpoint: str, params: dict, notes: list[str]) -> list[Controlled]:
-    from vla_accel_ros.decoding.speculative import speculative_decoders
-    from vla_accel_ros.evaluation.methods import build_loop, ladder_settings
+    from vla_accel_ros.evaluation.methods import add_kerv_verify, build_loop, ladder_settings
     from vla_accel_ros.policy.runtime import Policy
 
     policy = _logged(Policy.load(checkpoint))
     if policy.draft is None:
         raise SystemExit(f"{checkpoint}: {policy.draft_error}; run `vla-accel train-draft` first")
-    policy.decoders["kerv-verify"] = speculative_decoders(
-        policy.model, policy.actions, policy.draft, masked="verify"
-    )["kerv"]
+    add_kerv_verify(policy)
     a = policy.action_dim
     rows = []
     quantized = None

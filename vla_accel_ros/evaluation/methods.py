@@ -152,6 +152,15 @@ class MethodPolicies:
         return self.ladder, None
 
 
+def add_kerv_verify(policy: Any) -> None:
+    """Register "kerv-verify" over the policy's draft: KERV taking the masked gripper from the verify
+    pass instead of one more target pass (a benchmark row)."""
+    from vla_accel_ros.decoding.speculative import speculative_decoders
+
+    decoders = speculative_decoders(policy.model, policy.actions, policy.draft, masked="verify")
+    policy.decoders["kerv-verify"] = decoders["kerv"]
+
+
 def load_policies(
     checkpoint: str | Path | None, names: list[str], draft: Path | None = None
 ) -> MethodPolicies:

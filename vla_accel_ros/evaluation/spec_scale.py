@@ -17,6 +17,7 @@ every millisecond is the realistic model's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +50,10 @@ class ProposalLog:
     def take(self) -> list[tuple[int, list[int]]]:
         calls, self.calls = self.calls, []
         return calls
+
+    def rejected(self, final_ids: Sequence[int]) -> list[int]:
+        """Rejected positions of the proposals logged since the last take (then forgets them)."""
+        return rejected_positions(self.take(), final_ids)
 
 
 def rejected_positions(calls: Sequence[tuple[int, Sequence[int]]], final_ids: Sequence[int]) -> list[int]:
@@ -111,14 +116,12 @@ class ScaledRow:
 
 def attach_scripted_draft(policy, make_inner: Callable[[object], Draft], **options) -> ScriptedDraft:
     """Register the speculative decoders of `policy` over a ScriptedDraft (plus "kerv-verify")."""
-    from vla_accel_ros.decoding.speculative import speculative_decoders
+    from vla_accel_ros.evaluation.methods import add_kerv_verify
 
     cfg = policy.model.config
     scripted = ScriptedDraft(make_inner(policy.model), policy.model.action_first_id, cfg.n_bins)
     policy.attach_draft(scripted, **options)
-    policy.decoders["kerv-verify"] = speculative_decoders(
-        policy.model, policy.actions, scripted, masked="verify"
-    )["kerv"]
+    add_kerv_verify(policy)
     return scripted
 
 
@@ -127,8 +130,6 @@ def replay_record(row: ScaledRow, frame: int, inp, rec: dict):
 
     The script's greedy tokens are the realistic target's own at that precision, computed once, untimed.
     """
-    import time
-
     precision = rec["precision"]
     key = (frame, precision)
     if key not in row.greedy:
