@@ -384,11 +384,13 @@ def test_prefill_extend_and_rollback_equal_a_full_forward(model):
     actions = torch.tensor([[300, 70, 128, 199, 64, 250, 111]])
     full = model.prefill({"corner": image()}, None, torch.cat([prompt(), actions], dim=1))
     n_prefix = 1 + 16 + (prompt().shape[1] - 1)  # <bos>, 4 x 4 patches, rest of the prompt
-    assert full.length == n_prefix + 7
-    expected = full.logits[:, n_prefix - 1 :]  # logits predicting each action token (and one after)
+    assert full.length == n_prefix + 7 and full.logits.shape == (1, 1, BASE_VOCAB)  # the last position's
+    head = model.language_model.lm_head.weight[:BASE_VOCAB]
+    expected = (full.hidden @ head.T)[:, n_prefix - 1 :]  # predicting each action token (and one after)
+    torch.testing.assert_close(expected[:, -1:], full.logits)
 
     step = model.prefill({"corner": image()}, None, prompt())
-    assert step.length == n_prefix and step.logits.shape == (1, n_prefix, BASE_VOCAB)
+    assert step.length == n_prefix and step.logits.shape == (1, 1, BASE_VOCAB)
     got = [step.logits[:, -1]]
     for i in range(3):
         step = model.extend(step.cache, actions[:, i : i + 1])

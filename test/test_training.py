@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from vla_accel_ros.data.bag_io import write_episodes
 from vla_accel_ros.data.episodes import Episode, sim_stamps
 from vla_accel_ros.evaluation.closed_loop import markdown_table, summarize
 from vla_accel_ros.evaluation.stats import percentiles, wilson_interval
 from vla_accel_ros.policy.checkpoint import load_checkpoint
-from vla_accel_ros.training.train import TrainConfig, train
+from vla_accel_ros.training.train import TrainConfig, _copy_vision, _fresh, train
 
 TINY = dict(
     hidden_size=32,
@@ -62,19 +64,14 @@ def demo_dir(tmp_path_factory):
     return root
 
 
+def train_args(demo_dir, out, **changes) -> dict:
+    """The TrainConfig fields of the tiny test runs, with `changes` on top."""
+    base = dict(data=demo_dir, out=out, epochs=2, batch_size=16, lr=3e-3, seed=3, val_episodes_per_task=1)
+    return {**base, "model": TINY, **changes}
+
+
 def run(demo_dir, out, epochs):
-    cfg = TrainConfig(
-        data=demo_dir,
-        out=out,
-        epochs=epochs,
-        batch_size=16,
-        lr=3e-3,
-        seed=3,
-        val_episodes_per_task=1,
-        model=TINY,
-        command="test",
-    )
-    return train(cfg)
+    return train(TrainConfig(**train_args(demo_dir, out, epochs=epochs, command="test")))
 
 
 def test_training_writes_a_loadable_checkpoint_with_statistics(demo_dir, tmp_path):
@@ -101,16 +98,7 @@ def test_training_writes_a_loadable_checkpoint_with_statistics(demo_dir, tmp_pat
 def test_training_is_deterministic_and_resumable(demo_dir, tmp_path):
     run(demo_dir, tmp_path / "full", 2)
     run(demo_dir, tmp_path / "again", 2)
-    cfg = dict(
-        data=demo_dir,
-        out=tmp_path / "resumed",
-        epochs=2,
-        batch_size=16,
-        lr=3e-3,
-        seed=3,
-        val_episodes_per_task=1,
-        model=TINY,
-    )
+    cfg = train_args(demo_dir, tmp_path / "resumed")
     partial = train(TrainConfig(**cfg, stop_after=1))
     assert partial["stopped_after_epoch"] == 1 and not (tmp_path / "resumed" / "model.safetensors").exists()
     train(TrainConfig(**cfg))
@@ -183,3 +171,40 @@ def test_fine_tuning_keeps_the_checkpoints_statistics_and_vocabulary(demo_dir, t
         train(TrainConfig(out=tmp_path / "x", init=str(tmp_path / "base"), **odd))
     with pytest.raises(ValueError, match="architecture"):
         train(TrainConfig(out=tmp_path / "y", init=str(tmp_path / "base"), model=TINY, **common))
+
+
+def test_tied_head_model_trains_on_a_frame_budget_from_another_models_cameras(demo_dir, tmp_path, capsys):
+    run(demo_dir, tmp_path / "donor", 1)
+    donor = load_checkpoint(tmp_path / "donor")
+    common = train_args(
+        demo_dir,
+        tmp_path / "tied",
+        batch_size=8,
+        lr=1e-3,
+        model=dict(TINY, tie_head=True, rope_theta=1e5),
+        vision_from=str(tmp_path / "donor"),
+        frames_per_epoch=16,
+        val_frames=5,
+    )
+    model, *_ = _fresh(TrainConfig(**common))
+    _copy_vision(model, str(tmp_path / "donor"))
+    for k, v in donor.encoders.state_dict().items():
+        assert torch.equal(model.encoders.state_dict()[k], v), k
+    train(TrainConfig(**common, stop_after=1))  # stops, then resumes from the saved (tied) state
+    summary = train(TrainConfig(**common))
+    assert "2/2 [" in capsys.readouterr().err  # 16 frames per epoch at batch 8: two steps, not 80 frames' ten
+    assert len(summary["history"]) == 2
+    stored = load_file(str(tmp_path / "tied" / "model.safetensors"))
+    assert "lm_head.weight" not in stored  # one matrix for embeddings and head
+    tuned = load_checkpoint(tmp_path / "tied")
+    assert tuned.lm_head.weight is tuned.llama.embed_tokens.weight
+    assert tuned.llama.rotary_emb.inv_freq[1].item() == pytest.approx(1e5 ** (-2 / 16))
+    card = (tmp_path / "tied" / "card.md").read_text()
+    assert "camera encoders started from" in card and "16 random frames per epoch" in card
+
+
+def test_the_smollm2_backbone_is_only_the_pretrained_shape():
+    with pytest.raises(ValueError, match="SmolLM2-135M shape"):
+        _fresh(TrainConfig(data=Path("-"), out=Path("-"), backbone="smollm2", model={"num_layers": 2}))
+    with pytest.raises(ValueError, match="unknown backbone"):
+        _fresh(TrainConfig(data=Path("-"), out=Path("-"), backbone="gpt2"))

@@ -22,6 +22,11 @@ SECTIONS = [
         "docs/EVAL.md",
         "vla-accel eval --episodes 50 --markdown docs/EVAL.md",
     ),
+    (
+        "Closed-loop success of the realistic-size (SmolLM2-135M) policy",
+        "docs/EVAL_REALISTIC.md",
+        "vla-accel eval --checkpoint runs/realistic --markdown docs/EVAL_REALISTIC.md ...",
+    ),
     ("Control-step latency per stage", "docs/LATENCY.md", "vla-accel bench-latency"),
     ("DyQ precision ladder", "docs/PRECISION.md", "vla-accel bench-precision"),
     (

@@ -17,10 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=Path("docs/results/eval_builtin.json"))
-    parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="also write the table here (text around it is kept)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from vla_accel_ros.commands.bench import write_block
     from vla_accel_ros.evaluation.closed_loop import evaluate, markdown_table, write_report
     from vla_accel_ros.sim.tasks import EVAL_SEED_BASE, parse_task_list
 
@@ -42,6 +45,5 @@ def run(args: argparse.Namespace) -> int:
             f"Wall time {report['wall_seconds'] / 60:.1f} min with {args.workers} workers; the policy "
             "latency column was measured beside the simulator, on a shared 2-core machine.\n\n"
         )
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(note + table)
+        write_block(args.markdown, "eval", note + table, "# Closed-loop success\n")
     return 0

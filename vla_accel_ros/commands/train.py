@@ -24,8 +24,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stop-after", type=int, default=0, help="stop after N epochs (resume by re-running)"
     )
     parser.add_argument(
-        "--init", default=None,
+        "--init",
+        default=None,
         help="fine-tune this checkpoint ('builtin' or a folder), keeping its statistics and vocabulary",
+    )
+    parser.add_argument(
+        "--backbone",
+        choices=["scratch", "smollm2"],
+        default="scratch",
+        help="decoder: trained from scratch, or the pretrained SmolLM2-135M (the realistic-size variant)",
+    )
+    parser.add_argument(
+        "--vision-from",
+        default=None,
+        help="start the camera encoders from this checkpoint ('builtin' or a folder)",
+    )
+    parser.add_argument(
+        "--frames-per-epoch",
+        type=int,
+        default=0,
+        help="each epoch draws this many random training frames (0 = all)",
+    )
+    parser.add_argument(
+        "--val-frames",
+        type=int,
+        default=0,
+        help="score held-out episodes on this many evenly spaced frames (0 = all)",
     )
     parser.add_argument(
         "--model", default="{}", help="JSON VlaConfig overrides, e.g. '{\"hidden_size\": 192}'"
@@ -52,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
         stop_after=args.stop_after,
         model=overrides,
         init=args.init,
+        backbone=args.backbone,
+        vision_from=args.vision_from,
+        frames_per_epoch=args.frames_per_epoch,
+        val_frames=args.val_frames,
         command="vla-accel train " + shlex.join(sys.argv[2:]),
     )
     try:

@@ -27,10 +27,27 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message says why."""
 
 
+def stored_weights(model: VlaModel, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint holds: a head tied to the embeddings is stored once (safetensors refuses
+    two names for one memory, and the second copy would be 114 MB at the realistic size)."""
+    state = model.state_dict()
+    if model.config.tie_head:
+        state.pop("lm_head.weight")
+    return {k: v.detach().to(dtype).contiguous() for k, v in state.items()}
+
+
+def load_weights(model: VlaModel, state: dict[str, torch.Tensor]) -> None:
+    """Load what `stored_weights` wrote (tying restores the head from the embeddings)."""
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=not model.config.tie_head)
+
+
 def save_checkpoint(model: VlaModel, directory: Path, card: str | None = None, dtype=torch.float32) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors"), metadata={"format": "vla_accel_ros"})
+    save_file(
+        stored_weights(model, dtype),
+        str(directory / "model.safetensors"),
+        metadata={"format": "vla_accel_ros"},
+    )
     (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
     if card is not None:
         (directory / "card.md").write_text(card)
@@ -65,7 +82,7 @@ def load_checkpoint(directory: Path | str | None = None, allow_pickle: bool = Fa
             )
         log.warning("loading pickle-based checkpoint %s (allowed explicitly)", pickled[0])
         state = torch.load(pickled[0], map_location="cpu", weights_only=True)
-    expected = model.state_dict()
+    expected = stored_weights(model)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -80,5 +97,5 @@ def load_checkpoint(directory: Path | str | None = None, allow_pickle: bool = Fa
             f"{directory}: tensor {bad[0]} has shape {tuple(state[bad[0]].shape)}, config expects "
             f"{tuple(expected[bad[0]].shape)}"
         )
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    load_weights(model, state)
     return model.eval()

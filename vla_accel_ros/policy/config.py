@@ -22,6 +22,8 @@ class VlaConfig:
     num_kv_heads: int = 4
     intermediate_size: int = 384
     max_positions: int = 128
+    rope_theta: float = 10000.0  # rotary base; a pretrained backbone brings its own (SmolLM2: 1e5)
+    tie_head: bool = False  # lm_head shares the embedding matrix, as SmolLM2 does
     # Vocabulary: prompt words first, the last n_bins ids are action tokens
     n_bins: int = 256
     prompt_vocab: list[str] = field(default_factory=list)

@@ -70,9 +70,12 @@ class VlaModel(nn.Module):
                 max_position_embeddings=config.max_positions,
                 rms_norm_eps=1e-5,
                 tie_word_embeddings=False,
+                rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
             )
         )
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        if config.tie_head:
+            self.lm_head.weight = self.llama.embed_tokens.weight
         nn.init.normal_(self.image_pos, std=0.02)
 
     @property

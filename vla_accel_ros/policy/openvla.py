@@ -364,7 +364,7 @@ class OpenVlaModel(nn.Module):
             raise ValueError(f"{patches.shape[0]} image(s) for {text.shape[0]} prompt(s)")
         return torch.cat([text[:, :1], patches, text[:, 1:]], dim=1)
 
-    def _run(self, embeds: torch.Tensor, cache: DynamicCache) -> Step:
+    def _run(self, embeds: torch.Tensor, cache: DynamicCache, last_only: bool = False) -> Step:
         start = cache.get_seq_length()
         n = embeds.shape[1]
         positions = torch.arange(start, start + n, device=embeds.device).expand(embeds.shape[0], -1)
@@ -373,14 +373,16 @@ class OpenVlaModel(nn.Module):
             inputs_embeds=embeds, position_ids=positions, use_cache=True, **{CACHE_KW: cache}
         ).last_hidden_state
         # Logits end at the unpadded vocabulary: the padding rows are never a valid output.
-        logits = F.linear(hidden, self.language_model.lm_head.weight[: self.config.vocab_size])
+        scored = hidden[:, -1:] if last_only else hidden
+        logits = F.linear(scored, self.language_model.lm_head.weight[: self.config.vocab_size])
         return Step(logits, hidden, cache, start + n)
 
     def prefill(
         self, images: dict[str, torch.Tensor], state: torch.Tensor | None, prompt_ids: torch.Tensor
     ) -> Step:
-        """state is ignored: plain OpenVLA sees no proprioception."""
-        return self._run(self.prefix_embeds(images, prompt_ids), DynamicCache())
+        """state is ignored: plain OpenVLA sees no proprioception. Logits at the last position only, as
+        in VlaModel.prefill: nothing reads the prefix's, and at 7B they are 32,000 x 4,096 per position."""
+        return self._run(self.prefix_embeds(images, prompt_ids), DynamicCache(), last_only=True)
 
     def extend(self, cache: DynamicCache, token_ids: torch.Tensor) -> Step:
         """Run k tokens (B, k) after what the cache holds, in one forward pass."""

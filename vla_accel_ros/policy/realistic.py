@@ -9,13 +9,11 @@ action-token rows are random. It is not trained for any task: use it for latency
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
 from vla_accel_ros.policy.config import VlaConfig
 from vla_accel_ros.policy.model import VlaModel
@@ -24,7 +22,7 @@ from vla_accel_ros.sim.tasks import TASKS
 
 REALISTIC_LABEL = "realistic-size, untrained for the task: latency/memory only"
 BACKBONE = "SmolLM2-135M-Instruct"
-ROPE_THETA = 100_000.0  # SmolLM2's; VlaConfig has no rope field, so it is set on the built model
+ROPE_THETA = 100_000.0  # SmolLM2's rotary base
 # SmolLM2-135M shape (checked against the GGUF header when the weights load)
 SMOLLM2_SHAPE = dict(hidden_size=576, num_layers=30, num_heads=9, num_kv_heads=3, intermediate_size=1536,
                      text_vocab_size=49152)
@@ -45,6 +43,7 @@ def realistic_config(**overrides) -> VlaConfig:
     tokens = a 45-token prefill). Overrides give smaller same-architecture configs for tests."""
     words = PromptTokenizer.from_texts(list(TASKS.values())).vocab[4:]
     base = dict(SMOLLM2_SHAPE, backbone=BACKBONE, prompt_vocab=words, max_positions=2048,
+                rope_theta=ROPE_THETA, tie_head=True,
                 action_q01=[-1.0] * 4, action_q99=[1.0] * 4, state_mean=[0.0] * 9, state_std=[1.0] * 9)
     base.update(overrides)
     return VlaConfig(**base)
@@ -110,13 +109,6 @@ def read_smollm2_gguf(path: Path | None = None) -> tuple[dict[str, torch.Tensor]
     return state, meta
 
 
-def _set_rope_theta(model: VlaModel, theta: float) -> None:
-    cfg = copy.deepcopy(model.llama.config)
-    cfg.rope_parameters = {"rope_type": "default", "rope_theta": theta}
-    model.llama.config.rope_parameters = dict(cfg.rope_parameters)
-    model.llama.rotary_emb = LlamaRotaryEmbedding(cfg)
-
-
 def _load_pretrained(model: VlaModel) -> None:
     state, meta = read_smollm2_gguf()
     cfg = model.config
@@ -125,6 +117,8 @@ def _load_pretrained(model: VlaModel) -> None:
     got = {k: meta[k] for k in expected}
     if meta["architecture"] != "llama" or got != {k: getattr(cfg, k) for k in expected}:
         raise RealisticModelError(f"GGUF holds {meta['architecture']} {got}, the config asks for {expected}")
+    if meta["rope_theta"] != cfg.rope_theta:
+        raise RealisticModelError(f"GGUF rope base {meta['rope_theta']}, the config has {cfg.rope_theta}")
     text = state.pop("embed_tokens.weight")
     if text.shape != (cfg.text_vocab_size, cfg.hidden_size):
         raise RealisticModelError(f"GGUF embeddings are {tuple(text.shape)}, expected "
@@ -138,7 +132,12 @@ def _load_pretrained(model: VlaModel) -> None:
         emb[: cfg.text_vocab_size] = text
         # Action-token rows: random, at the scale of the pretrained rows.
         emb[cfg.text_vocab_size:] = torch.randn(cfg.n_bins, cfg.hidden_size) * text.std() + text.mean()
-    _set_rope_theta(model, meta["rope_theta"])
+
+
+def require_pretrained_shape(overrides: dict) -> None:
+    """The pretrained weights fit one shape; say so before anything slow (reading data) starts."""
+    if any(k in SMOLLM2_SHAPE and overrides[k] != SMOLLM2_SHAPE[k] for k in overrides):
+        raise ValueError(f"pretrained weights exist only for the SmolLM2-135M shape, not {overrides}")
 
 
 def build_realistic_model(pretrained: bool = True, tie_head: bool = True, **overrides) -> VlaModel:
@@ -147,14 +146,10 @@ def build_realistic_model(pretrained: bool = True, tie_head: bool = True, **over
 
     tie_head: share lm_head with the embeddings, as SmolLM2 does (one 49408 x 576 matrix, not two).
     """
-    if pretrained and any(k in SMOLLM2_SHAPE and overrides[k] != SMOLLM2_SHAPE[k] for k in overrides):
-        raise ValueError(f"pretrained weights exist only for the SmolLM2-135M shape, not {overrides}")
-    model = VlaModel(realistic_config(**overrides))
+    if pretrained:
+        require_pretrained_shape(overrides)
+    model = VlaModel(realistic_config(tie_head=tie_head, **overrides))
     if pretrained:
         _load_pretrained(model)
-    else:
-        _set_rope_theta(model, ROPE_THETA)
-    if tie_head:
-        model.lm_head.weight = model.llama.embed_tokens.weight
     model.realistic_label = REALISTIC_LABEL
     return model.eval()

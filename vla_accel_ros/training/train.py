@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from vla_accel_ros.policy.checkpoint import save_checkpoint
+from vla_accel_ros.policy.checkpoint import load_weights, save_checkpoint, stored_weights
 from vla_accel_ros.policy.config import VlaConfig
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.tokenizer import ActionTokenizer, PromptTokenizer
@@ -40,6 +40,10 @@ class TrainConfig:
     stop_after: int = 0  # > 0: stop after this many epochs in this call (resume later)
     model: dict = field(default_factory=dict)  # VlaConfig overrides (hidden_size, num_layers, ...)
     init: str | None = None  # fine-tune this checkpoint ("builtin" or a folder) instead of starting fresh
+    backbone: str = "scratch"  # "smollm2": the pretrained SmolLM2-135M decoder (the realistic-size variant)
+    vision_from: str | None = None  # start the camera encoders from this checkpoint's trained ones
+    frames_per_epoch: int = 0  # > 0: each epoch is a fresh random subset of this many training frames
+    val_frames: int = 0  # > 0: score held-out episodes on this many evenly spaced frames only
     command: str = ""
 
 
@@ -123,6 +127,51 @@ def _init_from(cfg: TrainConfig) -> tuple[VlaModel, VlaConfig, PromptTokenizer, 
     return model, config, prompts, frames
 
 
+def _fresh(cfg: TrainConfig) -> tuple[VlaModel, VlaConfig, PromptTokenizer, FrameSet]:
+    """A new model whose statistics, vocabulary and image size come from the data."""
+    if cfg.backbone not in ("scratch", "smollm2"):
+        raise ValueError(f"unknown backbone {cfg.backbone!r} (scratch or smollm2)")
+    if cfg.backbone == "smollm2":
+        from vla_accel_ros.policy.realistic import (
+            build_realistic_model,
+            realistic_config,
+            require_pretrained_shape,
+        )
+
+        require_pretrained_shape(cfg.model)
+        base = realistic_config(**cfg.model)
+    else:
+        base = VlaConfig(**cfg.model)
+    frames = load_frames(cfg.data, base.cameras)
+    prompts = PromptTokenizer.from_texts(sorted(set(frames.instructions)))
+    fitted = {
+        **_stats(frames),
+        "prompt_vocab": prompts.vocab[4:],
+        "image_size": frames.images[base.cameras[0]].shape[1],
+    }
+    if cfg.backbone == "smollm2":
+        model = build_realistic_model(pretrained=True, **cfg.model, **fitted)
+    else:
+        model = VlaModel(VlaConfig(**{**base.to_dict(), **fitted}))
+    return model, model.config, prompts, frames
+
+
+def _copy_vision(model: VlaModel, source: str) -> None:
+    """Camera encoders from a trained checkpoint: a new decoder (e.g. the pretrained SmolLM2 one) then
+    starts from image features that already mean something, which a CPU budget could not relearn."""
+    from vla_accel_ros.policy.checkpoint import load_checkpoint
+
+    donor = load_checkpoint(source)
+    mine, theirs = model.config, donor.config
+    if (theirs.cameras, theirs.vision_channels) != (mine.cameras, mine.vision_channels):
+        raise ValueError(
+            f"{source} has cameras {donor.config.cameras} with channels "
+            f"{donor.config.vision_channels}; the model has {model.config.cameras} with "
+            f"{model.config.vision_channels}"
+        )
+    model.encoders.load_state_dict(donor.encoders.state_dict())
+
+
 def _split(frames: FrameSet, per_task: int) -> tuple[np.ndarray, np.ndarray]:
     """Hold out the last `per_task` episodes of every task (whole episodes, no frame leakage)."""
     val_eps: set[int] = set()
@@ -155,8 +204,7 @@ def _evaluate(model: VlaModel, batches: _Batches, idx: np.ndarray, bs: int) -> d
 
 def _save_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched, info: dict) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(path / "model.safetensors"))
+    save_file({k: v.cpu() for k, v in stored_weights(model).items()}, str(path / "model.safetensors"))
     opt_tensors: dict[str, torch.Tensor] = {"torch_rng": torch.get_rng_state()}
     for i, state in opt.state_dict()["state"].items():
         for k, v in state.items():
@@ -169,7 +217,7 @@ def _save_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched, 
 
 
 def _load_state(path: Path, model: VlaModel, opt: torch.optim.Optimizer, sched, device: torch.device) -> dict:
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    load_weights(model, load_file(str(path / "model.safetensors")))
     tensors = load_file(str(path / "optimizer.safetensors"))
     torch.set_rng_state(tensors.pop("torch_rng"))
     sd = opt.state_dict()
@@ -189,27 +237,18 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    if cfg.init:
-        model, config, prompts, frames = _init_from(cfg)
-    else:
-        base = VlaConfig(**cfg.model) if cfg.model else VlaConfig()
-        frames = load_frames(cfg.data, base.cameras)
-        prompts = PromptTokenizer.from_texts(sorted(set(frames.instructions)))
-        config = VlaConfig(
-            **{
-                **base.to_dict(),
-                **_stats(frames),
-                "prompt_vocab": prompts.vocab[4:],
-                "image_size": frames.images[base.cameras[0]].shape[1],
-            }
-        )
-        model = VlaModel(config)
+    model, config, prompts, frames = _init_from(cfg) if cfg.init else _fresh(cfg)
+    if cfg.vision_from:
+        _copy_vision(model, cfg.vision_from)
     tok = ActionTokenizer(config.action_q01, config.action_q99, config.vocab_size, config.n_bins)
     device = torch.device(cfg.device)
     model = model.to(device)
     batches = _Batches(frames, config, tok, prompts, device)
     train_idx, val_idx = _split(frames, cfg.val_episodes_per_task)
-    steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
+    if cfg.val_frames and len(val_idx) > cfg.val_frames:
+        val_idx = val_idx[np.linspace(0, len(val_idx) - 1, cfg.val_frames).round().astype(int)]
+    per_epoch = min(len(train_idx), cfg.frames_per_epoch or len(train_idx))
+    steps_per_epoch = max(1, per_epoch // cfg.batch_size)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -231,7 +270,7 @@ def train(cfg: TrainConfig) -> dict:
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)
-        order = rng.permutation(train_idx)
+        order = rng.permutation(train_idx)[:per_epoch]
         total = 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for s in bar:
@@ -291,8 +330,9 @@ def _card(summary: dict) -> str:
             f"evaluation uses seeds from {info.get('eval_seed_base', '?')} on (never trained on); "
             f"demos made by `{info.get('command', '?')}`"
         )
+    backbone = cfg.get("backbone", "scratch")
     lines = [
-        "# vla_accel_ros built-in policy",
+        "# vla_accel_ros built-in policy" if backbone == "scratch" else f"# vla_accel_ros {backbone} policy",
         "",
         "Token-domain VLA (CNN encoders for the corner and wrist cameras, MLP projector, Llama decoder,",
         "one token per action dimension over 256 bins) trained by behaviour cloning on Meta-World",
@@ -308,6 +348,9 @@ def _card(summary: dict) -> str:
         f"token accuracy {last.get('val_token_acc', nan):.3f}, "
         f"within 2 bins {last.get('val_within2', nan):.3f}",
         f"- fine-tuned from: {cfg['init']}" if cfg.get("init") else None,
+        f"- decoder: pretrained {backbone} backbone" if backbone != "scratch" else None,
+        f"- camera encoders started from: {cfg['vision_from']}" if cfg.get("vision_from") else None,
+        f"- {cfg['frames_per_epoch']} random frames per epoch" if cfg.get("frames_per_epoch") else None,
         f"- command: `{cfg['command']}`",
         "",
     ]
