@@ -272,11 +272,12 @@ def render(report: dict) -> str:
         f"- Prefill is {_pct(d['prefill_share'])} of a {d['top']} action "
         f"({_ms(top_lat['prefill']['median_ms'])} of {_ms(top_lat['action']['median_ms'])} ms).",
         f"- The unquantized lm_head alone ({real['model']['vocab_size']} x {real['model']['hidden_size']}) "
-        f"costs {_ms(lm['fp32']['decode_ms'])} ms per decode token in fp32 "
+        f"costs {_ms(lm['fp32']['decode_ms'])} ms per scored position in fp32 "
         f"({_ms(lm['bf16']['decode_ms'])} in bf16) against {_ms(top_lat['decode_token']['median_ms'])} ms "
-        f"for a whole {d['top']} decode pass, and {_ms(lm['fp32']['prefill_ms'])} ms over the {tokens} "
-        f"prefill rows in fp32 ({_ms(lm['bf16']['prefill_ms'])} in bf16): the model scores the whole "
-        "vocabulary at every position.",
+        f"for a whole {d['top']} decode pass. An action scores 4 positions (the prefill's last, then one "
+        f"per decode pass); scoring all {tokens} prefill rows would cost {_ms(lm['fp32']['prefill_ms'])} ms "
+        f"in fp32 ({_ms(lm['bf16']['prefill_ms'])} in bf16), which is why the prefill scores its last "
+        "position only. int4-whole cuts the head to the 256 action bins.",
         "- Kernels (below): what sets speed is which kernel exists for a format on this CPU, not its bits.",
         "",
         f"## Kernels on this CPU (the realistic decoder's {real['decoder_linears']} linear layers, one pass)",
