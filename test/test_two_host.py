@@ -162,17 +162,17 @@ def test_which_discovery_settings_cross_the_link():
         ("OFF", True): False,
     }
     base = _domain()  # drawn once: cases on one domain would discover each other across the link
+    domains = [100 + (base + 7 * i) % 120 for i in range(len(cases))]
     with TwoHosts() as hosts:
         listeners = {}
-        for i, (discovery, peers) in enumerate(cases):
-            domain = 100 + (base + 7 * i) % 120
+        for domain, (discovery, peers) in zip(domains, cases, strict=True):
             hosts.run("a", [sys.executable, "-c", TALKER, "20"], hosts.env("a", domain, discovery, peers))
             listeners[(discovery, peers)] = hosts.run(
                 "b", [sys.executable, "-c", LISTENER, "12"], hosts.env("b", domain, discovery, peers)
             )
         assert _wait(lambda: all(not p.alive() for p in listeners.values()), 40.0)
         got = {case: "RECEIVED" in p.text() for case, p in listeners.items()}
-    assert got == cases, {f"{d} peers={p}": v for (d, p), v in got.items()}
+    assert got == cases, ({f"{d} peers={p}": v for (d, p), v in got.items()}, f"domains {domains}")
 
 
 OBSERVER = textwrap.dedent(
