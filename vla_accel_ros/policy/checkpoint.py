@@ -37,8 +37,14 @@ def stored_weights(model: VlaModel, dtype: torch.dtype = torch.float32) -> dict[
 
 
 def load_weights(model: VlaModel, state: dict[str, torch.Tensor]) -> None:
-    """Load what `stored_weights` wrote (tying restores the head from the embeddings)."""
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=not model.config.tie_head)
+    """Load what `stored_weights` wrote, as strictly as a plain load: only a tied head may be absent
+    (loading the embeddings restores it)."""
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    absent = set(missing) - ({"lm_head.weight"} if model.config.tie_head else set())
+    if absent or unexpected:
+        raise CheckpointError(
+            f"weights do not match the model: missing {sorted(absent)}, unexpected {unexpected}"
+        )
 
 
 def save_checkpoint(model: VlaModel, directory: Path, card: str | None = None, dtype=torch.float32) -> None:

@@ -138,21 +138,26 @@ def _fresh(cfg: TrainConfig) -> tuple[VlaModel, VlaConfig, PromptTokenizer, Fram
             require_pretrained_shape,
         )
 
-        require_pretrained_shape(cfg.model)
+        require_pretrained_shape(cfg.model)  # before the data loads, which takes minutes at full size
         base = realistic_config(**cfg.model)
+
+        def build(fitted: dict) -> VlaModel:
+            return build_realistic_model(pretrained=True, **cfg.model, **fitted)
     else:
         base = VlaConfig(**cfg.model)
+
+        def build(fitted: dict) -> VlaModel:
+            return VlaModel(VlaConfig(**{**base.to_dict(), **fitted}))
+
     frames = load_frames(cfg.data, base.cameras)
     prompts = PromptTokenizer.from_texts(sorted(set(frames.instructions)))
-    fitted = {
-        **_stats(frames),
-        "prompt_vocab": prompts.vocab[4:],
-        "image_size": frames.images[base.cameras[0]].shape[1],
-    }
-    if cfg.backbone == "smollm2":
-        model = build_realistic_model(pretrained=True, **cfg.model, **fitted)
-    else:
-        model = VlaModel(VlaConfig(**{**base.to_dict(), **fitted}))
+    model = build(
+        {
+            **_stats(frames),
+            "prompt_vocab": prompts.vocab[4:],
+            "image_size": frames.images[base.cameras[0]].shape[1],
+        }
+    )
     return model, model.config, prompts, frames
 
 
@@ -165,9 +170,8 @@ def _copy_vision(model: VlaModel, source: str) -> None:
     mine, theirs = model.config, donor.config
     if (theirs.cameras, theirs.vision_channels) != (mine.cameras, mine.vision_channels):
         raise ValueError(
-            f"{source} has cameras {donor.config.cameras} with channels "
-            f"{donor.config.vision_channels}; the model has {model.config.cameras} with "
-            f"{model.config.vision_channels}"
+            f"{source} has cameras {theirs.cameras} with channels {theirs.vision_channels}; "
+            f"the model has {mine.cameras} with {mine.vision_channels}"
         )
     model.encoders.load_state_dict(donor.encoders.state_dict())
 
