@@ -511,8 +511,9 @@ def test_vocab_ladder_holds_the_whole_tied_decoder_once_in_int4():
     assert isinstance(model.llama.embed_tokens, Int4Embedding) and isinstance(model.lm_head, ActionHead)
     assert ladder.bf16_bytes == linears_bf16 + 2 * v * d  # the tied table counted once
     quarter = lambda n, k: n * k // 2 + 4 * n * k // GROUP  # noqa: E731  int4 codes + bf16 scale/zero
-    linears = sum(quarter(lin.out_features, lin.in_features)
-                  for *_, lin in find_linears(reference, DECODER_LINEARS))
+    linears = sum(
+        quarter(lin.out_features, lin.in_features) for *_, lin in find_linears(reference, DECODER_LINEARS)
+    )
     assert ladder.held_bytes() == linears + quarter(v, d) + quarter(bins, d)
     dense = [n for n, t in held_tensors(model.llama) if t.dtype == torch.float32 and v in t.shape]
     assert not dense and not [n for n, t in held_tensors(model.lm_head) if t.dtype == torch.float32]

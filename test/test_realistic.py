@@ -36,7 +36,12 @@ def two_layer_model():
 def test_config_is_smollm2_135m_behind_a_45_token_prefill():
     cfg = realistic_config()
     assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, cfg.intermediate_size) == (
-        576, 30, 9, 3, 1536)
+        576,
+        30,
+        9,
+        3,
+        1536,
+    )
     assert cfg.vocab_size == 49152 + 256 and cfg.text_vocab_size == 49152
     assert len(cfg.cameras) * cfg.tokens_per_image + 1 + cfg.prompt_length == 45
 

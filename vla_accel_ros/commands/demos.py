@@ -85,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
     rate = kept / (kept + failed) if kept + failed else 0.0
     if cfg.driver:
         won = sum(r.driver_successes for r in results)
-        print(f"DAgger round: {cfg.driver} drove every episode and succeeded in {won} of {kept}; "
-              "the expert labelled every state (the 'expert' column counts kept episodes, here all)")
+        print(
+            f"DAgger round: {cfg.driver} drove every episode and succeeded in {won} of {kept}; "
+            "the expert labelled every state (the 'expert' column counts kept episodes, here all)"
+        )
     print(
         f"total: {kept} episodes kept, {failed} failed (expert success {rate:.1%}), {frames} frames, "
         f"{seconds:.1f} s ({sim_steps / max(seconds, 1e-9):.1f} sim steps/s); manifest {manifest}"

@@ -342,9 +342,7 @@ def decode_image(msg: Any, msgtype: str, topic: str) -> np.ndarray:
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     data = msg.data
     if h <= 0 or w <= 0 or step < w * ch or data.size < step * h:
-        raise BagError(
-            f"malformed image on {topic}: {h}x{w} {enc}, step {step}, {data.size} bytes of data"
-        )
+        raise BagError(f"malformed image on {topic}: {h}x{w} {enc}, step {step}, {data.size} bytes of data")
     img = data[: step * h].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
     if enc == "bgr8":
         img = img[..., ::-1]
@@ -720,9 +718,17 @@ def read_episodes(bag_dir: Path | str, topics: TopicMap | None = None) -> list[E
             if cur is not None:
                 finish(cur)
             cur = {
-                "episode": step.episode, "task": step.task, "seed": step.seed,
-                "instruction": step.instruction, "names": step.joint_names, "success": False,
-                "img": {c: [] for c in cams}, "q": [], "dq": [], "a": [], "t": [],
+                "episode": step.episode,
+                "task": step.task,
+                "seed": step.seed,
+                "instruction": step.instruction,
+                "names": step.joint_names,
+                "success": False,
+                "img": {c: [] for c in cams},
+                "q": [],
+                "dq": [],
+                "a": [],
+                "t": [],
             }
         for cam in cams:
             cur["img"][cam].append(step.images[cam])

@@ -24,12 +24,18 @@ REALISTIC_LABEL = "realistic-size, untrained for the task: latency/memory only"
 BACKBONE = "SmolLM2-135M-Instruct"
 ROPE_THETA = 100_000.0  # SmolLM2's rotary base
 # SmolLM2-135M shape (checked against the GGUF header when the weights load)
-SMOLLM2_SHAPE = dict(hidden_size=576, num_layers=30, num_heads=9, num_kv_heads=3, intermediate_size=1536,
-                     text_vocab_size=49152)
+SMOLLM2_SHAPE = dict(
+    hidden_size=576, num_layers=30, num_heads=9, num_kv_heads=3, intermediate_size=1536, text_vocab_size=49152
+)
 _LAYER_NAMES = {  # GGUF tensor -> LlamaModel parameter, per block
-    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
 }
 
@@ -42,9 +48,18 @@ def realistic_config(**overrides) -> VlaConfig:
     """SmolLM2-135M decoder behind the built-in policy's inputs (2 cameras x 16 + proprio + 12 prompt
     tokens = a 45-token prefill). Overrides give smaller same-architecture configs for tests."""
     words = PromptTokenizer.from_texts(list(TASKS.values())).vocab[4:]
-    base = dict(SMOLLM2_SHAPE, backbone=BACKBONE, prompt_vocab=words, max_positions=2048,
-                rope_theta=ROPE_THETA, tie_head=True,
-                action_q01=[-1.0] * 4, action_q99=[1.0] * 4, state_mean=[0.0] * 9, state_std=[1.0] * 9)
+    base = dict(
+        SMOLLM2_SHAPE,
+        backbone=BACKBONE,
+        prompt_vocab=words,
+        max_positions=2048,
+        rope_theta=ROPE_THETA,
+        tie_head=True,
+        action_q01=[-1.0] * 4,
+        action_q99=[1.0] * 4,
+        state_mean=[0.0] * 9,
+        state_std=[1.0] * 9,
+    )
     base.update(overrides)
     return VlaConfig(**base)
 
@@ -80,7 +95,8 @@ def read_smollm2_gguf(path: Path | None = None) -> tuple[dict[str, torch.Tensor]
         return reader.fields[name].contents()
 
     meta = {
-        "architecture": field("general.architecture"), "num_layers": int(field("llama.block_count")),
+        "architecture": field("general.architecture"),
+        "num_layers": int(field("llama.block_count")),
         "hidden_size": int(field("llama.embedding_length")),
         "intermediate_size": int(field("llama.feed_forward_length")),
         "num_heads": int(field("llama.attention.head_count")),
@@ -112,8 +128,10 @@ def read_smollm2_gguf(path: Path | None = None) -> tuple[dict[str, torch.Tensor]
 def _load_pretrained(model: VlaModel) -> None:
     state, meta = read_smollm2_gguf()
     cfg = model.config
-    expected = {k: SMOLLM2_SHAPE[k] for k in ("num_layers", "hidden_size", "intermediate_size", "num_heads",
-                                              "num_kv_heads")}
+    expected = {
+        k: SMOLLM2_SHAPE[k]
+        for k in ("num_layers", "hidden_size", "intermediate_size", "num_heads", "num_kv_heads")
+    }
     got = {k: meta[k] for k in expected}
     if meta["architecture"] != "llama" or got != {k: getattr(cfg, k) for k in expected}:
         raise RealisticModelError(f"GGUF holds {meta['architecture']} {got}, the config asks for {expected}")
@@ -121,17 +139,19 @@ def _load_pretrained(model: VlaModel) -> None:
         raise RealisticModelError(f"GGUF rope base {meta['rope_theta']}, the config has {cfg.rope_theta}")
     text = state.pop("embed_tokens.weight")
     if text.shape != (cfg.text_vocab_size, cfg.hidden_size):
-        raise RealisticModelError(f"GGUF embeddings are {tuple(text.shape)}, expected "
-                                  f"({cfg.text_vocab_size}, {cfg.hidden_size})")
+        raise RealisticModelError(
+            f"GGUF embeddings are {tuple(text.shape)}, expected ({cfg.text_vocab_size}, {cfg.hidden_size})"
+        )
     missing, unexpected = model.llama.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"embed_tokens.weight"}:
-        raise RealisticModelError(f"GGUF weights do not fit the decoder: missing {missing}, "
-                                  f"unexpected {unexpected}")
+        raise RealisticModelError(
+            f"GGUF weights do not fit the decoder: missing {missing}, unexpected {unexpected}"
+        )
     with torch.no_grad():
         emb = model.llama.embed_tokens.weight
         emb[: cfg.text_vocab_size] = text
         # Action-token rows: random, at the scale of the pretrained rows.
-        emb[cfg.text_vocab_size:] = torch.randn(cfg.n_bins, cfg.hidden_size) * text.std() + text.mean()
+        emb[cfg.text_vocab_size :] = torch.randn(cfg.n_bins, cfg.hidden_size) * text.std() + text.mean()
 
 
 def require_pretrained_shape(overrides: dict) -> None:

@@ -11,5 +11,14 @@ from vla_accel_ros.quant.ladder import (
 )
 from vla_accel_ros.quant.modes import DEFAULT_MODES, Mode
 
-__all__ = ["DECODER_LINEARS", "DEFAULT_MODES", "Int4Linear", "Ladder", "Mode", "get_ladder", "quantize_model",
-           "quantize_policy", "set_precision"]
+__all__ = [
+    "DECODER_LINEARS",
+    "DEFAULT_MODES",
+    "Int4Linear",
+    "Ladder",
+    "Mode",
+    "get_ladder",
+    "quantize_model",
+    "quantize_policy",
+    "set_precision",
+]

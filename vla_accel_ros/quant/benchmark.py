@@ -43,9 +43,15 @@ def machine_info() -> dict:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "isa": {f: f in flags for f in ISA_FLAGS}, "load_average_start": list(os.getloadavg())}
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa": {f: f in flags for f in ISA_FLAGS},
+        "load_average_start": list(os.getloadavg()),
+    }
 
 
 def summarize(samples_ms: list[float]) -> dict:
@@ -104,18 +110,31 @@ def kernels(group: int) -> list[Kernel]:
     return [
         Kernel("fp32 dense (F.linear)", lambda w: w.float().contiguous(), lambda x, w: F.linear(x, w), fp32),
         Kernel("bf16 dense (F.linear)", lambda w: w.to(bf16).contiguous(), lambda x, w: F.linear(x, w), bf16),
-        Kernel("int4 weights x bf16 act (aten._weight_int4pack_mm_for_cpu)",
-               lambda w: pack(quantize_int4(w, group)), lambda x, p: int4_matmul(x, *p, group), bf16),
-        Kernel("int8 weights x bf16 act (aten._weight_int8pack_mm)", int8_per_channel,
-               lambda x, p: int8_matmul(x, *p), bf16),
+        Kernel(
+            "int4 weights x bf16 act (aten._weight_int4pack_mm_for_cpu)",
+            lambda w: pack(quantize_int4(w, group)),
+            lambda x, p: int4_matmul(x, *p, group),
+            bf16,
+        ),
+        Kernel(
+            "int8 weights x bf16 act (aten._weight_int8pack_mm)",
+            int8_per_channel,
+            lambda x, p: int8_matmul(x, *p),
+            bf16,
+        ),
         Kernel("int8 x int8, dynamic per-token act (torch._int_mm)", _int_mm_prepare, _int_mm_run, fp32),
-        Kernel("int4 weights x dynamic int8 act (aten._dyn_quant_matmul_4bit)",
-               lambda w: _dyn4_prepare(w, group), _dyn4_run, fp32),
+        Kernel(
+            "int4 weights x dynamic int8 act (aten._dyn_quant_matmul_4bit)",
+            lambda w: _dyn4_prepare(w, group),
+            _dyn4_run,
+            fp32,
+        ),
     ]
 
 
-def kernel_survey(weights: list[torch.Tensor], tokens: int, group: int, repeats: int,
-                  budget_s: float = 10.0) -> list[dict]:
+def kernel_survey(
+    weights: list[torch.Tensor], tokens: int, group: int, repeats: int, budget_s: float = 10.0
+) -> list[dict]:
     """Time every kernel over the decoder's linears at 1 row (decode) and `tokens` rows (prefill).
 
     Kernels are timed round-robin, like the models. A kernel whose passes over all matrices would exceed
@@ -141,7 +160,8 @@ def kernel_survey(weights: list[torch.Tensor], tokens: int, group: int, repeats:
                 prepared = [kernel.prepare(w) for w in weights]
             scale = total / sum(w.numel() for w in subset)
             entry["measured_on"] = f"{len(subset)} of {len(weights)} matrices" + (
-                "" if subset is weights else f", scaled x{scale:.1f}")
+                "" if subset is weights else f", scaled x{scale:.1f}"
+            )
             plans.append((entry, kernel, subset, prepared, scale))
         except (RuntimeError, NotImplementedError) as err:
             entry["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
@@ -206,30 +226,46 @@ def interleaved_latency(runs: list[Run], warmup: int, repeats: int) -> dict[str,
             timing = one_action_ms(model, inputs)
             if r >= warmup:
                 samples[name].append(timing)
-    return {name: {"action": summarize([t[0] for t in ts]), "prefill": summarize([t[1] for t in ts]),
-                   "decode_token": summarize([t[2] for t in ts])} for name, ts in samples.items()}
+    return {
+        name: {
+            "action": summarize([t[0] for t in ts]),
+            "prefill": summarize([t[1] for t in ts]),
+            "decode_token": summarize([t[2] for t in ts]),
+        }
+        for name, ts in samples.items()
+    }
 
 
 @torch.inference_mode()
 def predict(model: VlaModel, inputs: Inputs) -> tuple[np.ndarray, torch.Tensor]:
     """Greedy action ids and the first token's action logits (fp32)."""
     step = model.prefill(*inputs)
-    logits = step.logits[0, -1, model.action_first_id:].float()
+    logits = step.logits[0, -1, model.action_first_id :].float()
     out = decode_autoregressive(model, step, model.config.action_dim, StageTimer())
     return out.token_ids[0].numpy(), logits
 
 
-def compare_predictions(reference: list[tuple[np.ndarray, torch.Tensor]],
-                        other: list[tuple[np.ndarray, torch.Tensor]], tokenizer: ActionTokenizer) -> dict:
+def compare_predictions(
+    reference: list[tuple[np.ndarray, torch.Tensor]],
+    other: list[tuple[np.ndarray, torch.Tensor]],
+    tokenizer: ActionTokenizer,
+) -> dict:
     ids_ref = np.stack([r[0] for r in reference])
     ids = np.stack([o[0] for o in other])
     bins = np.abs(ids.astype(np.int64) - ids_ref.astype(np.int64))
     actions = np.abs(tokenizer.decode(ids) - tokenizer.decode(ids_ref))
-    rel = [float((o[1] - r[1]).norm() / r[1].norm().clamp_min(1e-12))
-           for r, o in zip(reference, other, strict=True)]
-    return {"observations": len(reference), "token_agreement": float((bins == 0).mean()),
-            "mean_abs_bin": float(bins.mean()), "max_abs_bin": int(bins.max()),
-            "mean_abs_action": float(actions.mean()), "first_token_logit_rel_error": float(np.mean(rel))}
+    rel = [
+        float((o[1] - r[1]).norm() / r[1].norm().clamp_min(1e-12))
+        for r, o in zip(reference, other, strict=True)
+    ]
+    return {
+        "observations": len(reference),
+        "token_agreement": float((bins == 0).mean()),
+        "mean_abs_bin": float(bins.mean()),
+        "max_abs_bin": int(bins.max()),
+        "mean_abs_action": float(actions.mean()),
+        "first_token_logit_rel_error": float(np.mean(rel)),
+    }
 
 
 def random_observations(policy: Policy, n: int, seed: int = 0) -> list[Inputs]:
@@ -311,13 +347,21 @@ def lm_head_latency(model: VlaModel, tokens: int, repeats: int) -> dict:
         w, x = weight.to(dtype), h.to(dtype)
         prefill = functools.partial(F.linear, x, w)
         decode = functools.partial(F.linear, x[:1], w)
-        out[name] = {"prefill_ms": float(np.median(repeat_ms(prefill, 1, repeats))),
-                     "decode_ms": float(np.median(repeat_ms(decode, 1, repeats)))}
+        out[name] = {
+            "prefill_ms": float(np.median(repeat_ms(prefill, 1, repeats))),
+            "decode_ms": float(np.median(repeat_ms(decode, 1, repeats))),
+        }
     return out
 
 
-def bench_model(fp32: VlaModel, latency_inputs: Inputs, observations: list[Inputs], settings: BenchSettings,
-                tokenizer: ActionTokenizer, log: Callable[[str], None] = print) -> dict:
+def bench_model(
+    fp32: VlaModel,
+    latency_inputs: Inputs,
+    observations: list[Inputs],
+    settings: BenchSettings,
+    tokenizer: ActionTokenizer,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Latency, memory, switch cost and action error of fp32, bf16 and every strategy's modes."""
     import copy
 
@@ -331,14 +375,17 @@ def bench_model(fp32: VlaModel, latency_inputs: Inputs, observations: list[Input
     reference = [predict(fp32, x) for x in observations]
     bf16 = copy.deepcopy(fp32).to(torch.bfloat16)
     result["errors"]["bf16"] = compare_predictions(
-        reference, [predict(bf16, cast_inputs(x, torch.bfloat16)) for x in observations], tokenizer)
+        reference, [predict(bf16, cast_inputs(x, torch.bfloat16)) for x in observations], tokenizer
+    )
     mem = result["memory"]
     for label, m in (("fp32", fp32), ("bf16", bf16)):
         mem[f"{label}_model"] = bytes_of(t for _, t in held_tensors(m))
         mem[f"{label}_decoder"] = bytes_of(decoder_tensors(m))
     mem["bf16_decoder_linears"] = bf16_linears
-    runs: list[Run] = [("fp32", lambda: None, fp32, latency_inputs),
-                       ("bf16", lambda: None, bf16, cast_inputs(latency_inputs, torch.bfloat16))]
+    runs: list[Run] = [
+        ("fp32", lambda: None, fp32, latency_inputs),
+        ("bf16", lambda: None, bf16, cast_inputs(latency_inputs, torch.bfloat16)),
+    ]
     if "int4-whole" in s.strategies:  # its fair baseline: bf16 that also scores only the action bins
         bf16_cut = copy.deepcopy(bf16)
         restrict_head(bf16_cut)
@@ -368,8 +415,14 @@ def bench_model(fp32: VlaModel, latency_inputs: Inputs, observations: list[Input
         entry["switch"] = switch_cost(strategy.modes, switch, 2 if slow else 200)
         if strategy.ladder is not None:
             ladder = strategy.ladder
-            entry["modes_info"] = {m: {"emulated": ladder.modes[m].emulated, "kernel": ladder.modes[m].kernel,
-                                       "description": ladder.modes[m].describe()} for m in ladder.names}
+            entry["modes_info"] = {
+                m: {
+                    "emulated": ladder.modes[m].emulated,
+                    "kernel": ladder.modes[m].kernel,
+                    "description": ladder.modes[m].describe(),
+                }
+                for m in ladder.names
+            }
             entry["model_bytes"] = bytes_of(t for _, t in held_tensors(model))
             entry["decoder_bytes"] = bytes_of(decoder_tensors(model))
         if name == "int4-master":
@@ -391,8 +444,15 @@ def bench_model(fp32: VlaModel, latency_inputs: Inputs, observations: list[Input
     return result
 
 
-def group_sweep(fp32: VlaModel, observations: list[Inputs], reference: list, tokenizer: ActionTokenizer,
-                group: int, result: dict, log: Callable[[str], None] = print) -> list[dict]:
+def group_sweep(
+    fp32: VlaModel,
+    observations: list[Inputs],
+    reference: list,
+    tokenizer: ActionTokenizer,
+    group: int,
+    result: dict,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Memory and top-mode error of the int4 copy at each group size the kernel takes for this model."""
     import copy
 
@@ -416,8 +476,13 @@ def group_sweep(fp32: VlaModel, observations: list[Inputs], reference: list, tok
             continue
         log(f"  group {g}")
         predictions = [predict(model, x) for x in observations]
-        rows.append({"group": g, "fraction_of_bf16_linears": ladder.held_bytes() / bf16_linears,
-                     "errors": compare_predictions(reference, predictions, tokenizer)})
+        rows.append(
+            {
+                "group": g,
+                "fraction_of_bf16_linears": ladder.held_bytes() / bf16_linears,
+                "errors": compare_predictions(reference, predictions, tokenizer),
+            }
+        )
         del model, ladder
     return rows
 
@@ -427,9 +492,14 @@ def prefill_tokens(model: VlaModel, inputs: Inputs) -> int:
     return len(cfg.cameras) * cfg.tokens_per_image + 1 + inputs[2].shape[1]
 
 
-def bench_section(fp32: VlaModel, observations: list[Inputs], settings: BenchSettings,
-                  tokenizer: ActionTokenizer, survey: bool = True,
-                  log: Callable[[str], None] = print) -> dict:
+def bench_section(
+    fp32: VlaModel,
+    observations: list[Inputs],
+    settings: BenchSettings,
+    tokenizer: ActionTokenizer,
+    survey: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Everything measured on one model: kernels over its decoder linears (optional), the lm_head alone,
     then bench_model (baselines, strategies, switch cost, memory, action error)."""
     tokens = prefill_tokens(fp32, observations[0])
@@ -440,6 +510,10 @@ def bench_section(fp32: VlaModel, observations: list[Inputs], settings: BenchSet
         kernels_out = kernel_survey(decoder_weights(fp32), tokens, settings.group, repeats)
     head = lm_head_latency(fp32, tokens, max(5, settings.repeats))
     section = bench_model(fp32, observations[0], observations, settings, tokenizer, log)
-    section.update(kernels=kernels_out, lm_head=head, prefill_tokens=tokens,
-                   decoder_linears=len(find_linears(fp32, DECODER_LINEARS)))
+    section.update(
+        kernels=kernels_out,
+        lm_head=head,
+        prefill_tokens=tokens,
+        decoder_linears=len(find_linears(fp32, DECODER_LINEARS)),
+    )
     return section

@@ -74,7 +74,8 @@ def pack(q: Int4Weight) -> tuple[torch.Tensor, torch.Tensor]:
     return packed, scales_and_zeros.contiguous().to(torch.bfloat16)
 
 
-def int4_matmul(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tensor,
-                group: int) -> torch.Tensor:
+def int4_matmul(
+    x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tensor, group: int
+) -> torch.Tensor:
     """x (M, K) bf16 @ W^T -> (M, N) bf16; fp32 accumulation inside the kernel."""
     return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group, scales_and_zeros)

@@ -80,8 +80,14 @@ class Ladder:
     concurrent `set` lands between two steps, never inside one.
     """
 
-    def __init__(self, modes: Sequence[Mode], layers: dict[str, nn.Module], selector: _Selector,
-                 group: int, bf16_bytes: int) -> None:
+    def __init__(
+        self,
+        modes: Sequence[Mode],
+        layers: dict[str, nn.Module],
+        selector: _Selector,
+        group: int,
+        bf16_bytes: int,
+    ) -> None:
         self.modes = {m.name: m for m in modes}
         self.layers = layers
         self.group = group
@@ -140,8 +146,13 @@ def find_linears(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.M
     return found
 
 
-def quantize_model(model: nn.Module, group: int = 64, modes: Sequence[Mode] = DEFAULT_MODES,
-                   targets: Sequence[str] = DECODER_LINEARS, vocab: bool = False) -> Ladder:
+def quantize_model(
+    model: nn.Module,
+    group: int = 64,
+    modes: Sequence[Mode] = DEFAULT_MODES,
+    targets: Sequence[str] = DECODER_LINEARS,
+    vocab: bool = False,
+) -> Ladder:
     """Replace the decoder linears of `model` in place by one int4 copy serving `modes` (lowest
     first, top last; the model starts in the top mode). Every layer is checked before any is changed.
 
@@ -212,8 +223,9 @@ def set_precision(model: nn.Module, mode: str) -> None:
     get_ladder(model).set(mode)
 
 
-def quantize_policy(policy, group: int = 64, modes: Sequence[Mode] = DEFAULT_MODES,
-                    vocab: bool = False) -> Ladder:
+def quantize_policy(
+    policy, group: int = 64, modes: Sequence[Mode] = DEFAULT_MODES, vocab: bool = False
+) -> Ladder:
     """Quantize a runtime Policy's model in place and let the policy serve the ladder's modes."""
     freeze = getattr(policy.draft, "freeze", None)
     if vocab and freeze is not None:

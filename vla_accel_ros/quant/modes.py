@@ -34,8 +34,12 @@ class Mode:
             raise ValueError(f"mode {self.name}: emulated modes, and only they, are named '...-emu'")
 
     def describe(self) -> str:
-        acts = "bf16" if self.act_bits == 16 else f"int{self.act_bits} " + (
-            "per token" if self.act_group is None else f"per token and {self.act_group} channels")
+        acts = (
+            "bf16"
+            if self.act_bits == 16
+            else f"int{self.act_bits} "
+            + ("per token" if self.act_group is None else f"per token and {self.act_group} channels")
+        )
         tail = " (accuracy emulation: run on the w4a16 kernel)" if self.emulated else ""
         return f"int4 weights, {acts} activations{tail}"
 

@@ -43,7 +43,8 @@ def derived(section: dict) -> dict:
         "memory_linears": mem["ladder_linears"] / mem["bf16_decoder_linears"],
         "memory_decoder": mem["ladder_decoder"] / mem["bf16_decoder"],
         "memory_decoder_other_bf16": mem["ladder_decoder_other_bf16"] / mem["bf16_decoder"],
-        "switch_median_ms": lad["switch"]["median_ms"], "switch_p95_ms": lad["switch"]["p95_ms"],
+        "switch_median_ms": lad["switch"]["median_ms"],
+        "switch_p95_ms": lad["switch"]["p95_ms"],
         "switch_max_ms": lad["switch"]["max_ms"],
         "speedup_vs_bf16": {m: bf16 / v["action"]["median_ms"] for m, v in lad["modes"].items()},
         "speedup_vs_fp32": {m: fp32 / v["action"]["median_ms"] for m, v in lad["modes"].items()},
@@ -72,32 +73,51 @@ def _latency_rows(section: dict) -> list[str]:
     lad = ladder_entry(section)
     bf16 = section["latency"]["bf16"]["action"]["median_ms"]
     fp32 = section["latency"]["fp32"]["action"]["median_ms"]
-    rows = ["| format | what runs | per action median / p95 (ms) | prefill (ms) | decode / token (ms) "
-            "| vs bf16 | vs fp32 |", "|---|---|---|---|---|---|---|"]
-    entries = [("fp32 (baseline)", "unquantized fp32", section["latency"]["fp32"]),
-               ("bf16 (baseline)", "unquantized bf16", section["latency"]["bf16"])]
+    rows = [
+        "| format | what runs | per action median / p95 (ms) | prefill (ms) | decode / token (ms) "
+        "| vs bf16 | vs fp32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    entries = [
+        ("fp32 (baseline)", "unquantized fp32", section["latency"]["fp32"]),
+        ("bf16 (baseline)", "unquantized bf16", section["latency"]["bf16"]),
+    ]
     entries += [(m, lad["modes_info"][m]["description"], v) for m, v in lad["modes"].items()]
     whole = whole_entry(section)
     if whole is not None and "bf16-action-head" in section["latency"]:
-        entries.append(("bf16, action-bins head (baseline)", "unquantized bf16; the head scores the 256 "
-                        "action bins only", section["latency"]["bf16-action-head"]))
-        entries += [(f"{m} (int4-whole)", whole["modes_info"][m]["description"] + "; int4 table and action "
-                     "head", v) for m, v in whole["modes"].items()]
+        entries.append(
+            (
+                "bf16, action-bins head (baseline)",
+                "unquantized bf16; the head scores the 256 action bins only",
+                section["latency"]["bf16-action-head"],
+            )
+        )
+        entries += [
+            (f"{m} (int4-whole)", whole["modes_info"][m]["description"] + "; int4 table and action head", v)
+            for m, v in whole["modes"].items()
+        ]
     for name, what, v in entries:
         a = v["action"]["median_ms"]
-        rows.append(f"| {name} | {what} | {_ms(a)} / {_ms(v['action']['p95_ms'])} | "
-                    f"{_ms(v['prefill']['median_ms'])} | {_ms(v['decode_token']['median_ms'])} | "
-                    f"{bf16 / a:.2f}x | {fp32 / a:.2f}x |")
+        rows.append(
+            f"| {name} | {what} | {_ms(a)} / {_ms(v['action']['p95_ms'])} | "
+            f"{_ms(v['prefill']['median_ms'])} | {_ms(v['decode_token']['median_ms'])} | "
+            f"{bf16 / a:.2f}x | {fp32 / a:.2f}x |"
+        )
     return rows
 
 
 def _error_rows(section: dict) -> list[str]:
-    rows = ["| format | observations | token agreement | mean / max abs bin error | mean abs action error "
-            "| first-token logit rel. error |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| format | observations | token agreement | mean / max abs bin error | mean abs action error "
+        "| first-token logit rel. error |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, e in section["errors"].items():
-        rows.append(f"| {name} | {e['observations']} | {_pct(e['token_agreement'])} | "
-                    f"{e['mean_abs_bin']:.2f} / {e['max_abs_bin']} | {e['mean_abs_action']:.4f} | "
-                    f"{e['first_token_logit_rel_error']:.4f} |")
+        rows.append(
+            f"| {name} | {e['observations']} | {_pct(e['token_agreement'])} | "
+            f"{e['mean_abs_bin']:.2f} / {e['max_abs_bin']} | {e['mean_abs_action']:.4f} | "
+            f"{e['first_token_logit_rel_error']:.4f} |"
+        )
     return rows
 
 
@@ -107,40 +127,56 @@ def _reference(section: dict, s: dict) -> int:
 
 
 def _strategy_rows(section: dict) -> list[str]:
-    rows = ["| strategy | held bytes, all modes (MiB) | of the same tensors in bf16 "
-            "| switch median / max (ms) | mode: prefill / decode per token (ms) |", "|---|---|---|---|---|"]
+    rows = [
+        "| strategy | held bytes, all modes (MiB) | of the same tensors in bf16 "
+        "| switch median / max (ms) | mode: prefill / decode per token (ms) |",
+        "|---|---|---|---|---|",
+    ]
     for s in section["strategies"]:
-        modes = "; ".join(f"{m}: {_ms(v['prefill']['median_ms'])} / {_ms(v['decode_token']['median_ms'])}"
-                          for m, v in s["modes"].items())
-        rows.append(f"| {s['strategy']}: {s['description']} | {_mb(s['held_bytes'])} | "
-                    f"{_pct(s['held_bytes'] / _reference(section, s))} | {_ms(s['switch']['median_ms'])} / "
-                    f"{_ms(s['switch']['max_ms'])} | {modes} |")
+        modes = "; ".join(
+            f"{m}: {_ms(v['prefill']['median_ms'])} / {_ms(v['decode_token']['median_ms'])}"
+            for m, v in s["modes"].items()
+        )
+        rows.append(
+            f"| {s['strategy']}: {s['description']} | {_mb(s['held_bytes'])} | "
+            f"{_pct(s['held_bytes'] / _reference(section, s))} | {_ms(s['switch']['median_ms'])} / "
+            f"{_ms(s['switch']['max_ms'])} | {modes} |"
+        )
     return rows
 
 
 def _kernel_rows(kernels: list[dict], tokens: int) -> list[str]:
-    rows = [f"| kernel | decode, 1 row (ms) | prefill, {tokens} rows (ms) | rel. error vs fp32 "
-            "| measured on |", "|---|---|---|---|---|"]
+    rows = [
+        f"| kernel | decode, 1 row (ms) | prefill, {tokens} rows (ms) | rel. error vs fp32 | measured on |",
+        "|---|---|---|---|---|",
+    ]
     for k in kernels:
         if "error" in k:
             rows.append(f"| {k['kernel']} | - | - | - | failed: {k['error']} |")
         else:
-            rows.append(f"| {k['kernel']} | {_ms(k['decode_ms'])} | {_ms(k['prefill_ms'])} | "
-                        f"{k['rel_error_vs_fp32']:.4f} | {k['measured_on']} |")
+            rows.append(
+                f"| {k['kernel']} | {_ms(k['decode_ms'])} | {_ms(k['prefill_ms'])} | "
+                f"{k['rel_error_vs_fp32']:.4f} | {k['measured_on']} |"
+            )
     return rows
 
 
 def _group_rows(section: dict) -> list[str]:
-    rows = ["| group | held bytes of bf16 linears | token agreement | mean abs bin error "
-            "| first-token logit rel. error |", "|---|---|---|---|---|"]
+    rows = [
+        "| group | held bytes of bf16 linears | token agreement | mean abs bin error "
+        "| first-token logit rel. error |",
+        "|---|---|---|---|---|",
+    ]
     for r in section.get("group_sweep", []):
         if "not_applicable" in r:
             rows.append(f"| {r['group']} | - | - | - | not usable: {r['not_applicable']} |")
         else:
             e = r["errors"]
-            rows.append(f"| {r['group']} | {_pct(r['fraction_of_bf16_linears'])} | "
-                        f"{_pct(e['token_agreement'])} | {e['mean_abs_bin']:.2f} | "
-                        f"{e['first_token_logit_rel_error']:.4f} |")
+            rows.append(
+                f"| {r['group']} | {_pct(r['fraction_of_bf16_linears'])} | "
+                f"{_pct(e['token_agreement'])} | {e['mean_abs_bin']:.2f} | "
+                f"{e['first_token_logit_rel_error']:.4f} |"
+            )
     return rows
 
 
@@ -152,16 +188,22 @@ def _choice(section: dict) -> list[str]:
         mem_ok, sw_ok = frac <= TARGET_MEMORY, sw < TARGET_SWITCH_MS
         if mem_ok and sw_ok:
             ok.append(s["strategy"])
-        lines.append(f"- {s['strategy']}: {_pct(frac)} of the same tensors in bf16 "
-                     f"(memory target {_met(mem_ok)}), "
-                     f"switch p95 {_ms(sw)} ms, max {_ms(s['switch']['max_ms'])} ms "
-                     f"(switch target {_met(sw_ok)}).")
+        lines.append(
+            f"- {s['strategy']}: {_pct(frac)} of the same tensors in bf16 "
+            f"(memory target {_met(mem_ok)}), "
+            f"switch p95 {_ms(sw)} ms, max {_ms(s['switch']['max_ms'])} ms "
+            f"(switch target {_met(sw_ok)})."
+        )
     if "int4-master" in ok:
-        lines.append(f"- Strategies meeting both the memory and the switch target: {', '.join(ok)}. "
-                     "The ladder therefore keeps one int4 master and switches only the activations.")
+        lines.append(
+            f"- Strategies meeting both the memory and the switch target: {', '.join(ok)}. "
+            "The ladder therefore keeps one int4 master and switches only the activations."
+        )
     else:
-        lines.append(f"- Strategies meeting both targets: {', '.join(ok) or 'none'}; the served ladder "
-                     "(int4-master) does not, see the figures above.")
+        lines.append(
+            f"- Strategies meeting both targets: {', '.join(ok) or 'none'}; the served ladder "
+            "(int4-master) does not, see the figures above."
+        )
     return lines
 
 
@@ -195,12 +237,23 @@ def _memory_rows(real: dict) -> list[str]:
 
     lin = mem["bf16_decoder_linears"]
     return [
-        head, rule,
+        head,
+        rule,
         row("decoder linears", 2 * lin, lin, mem["ladder_linears"], None),
-        row("decoder (embeddings, layers, norm, lm_head)", mem["fp32_decoder"], mem["bf16_decoder"],
-            mem["ladder_decoder"], whole["decoder_bytes"] if extra else None),
-        row("whole model", mem["fp32_model"], mem["bf16_model"], mem["ladder_model"],
-            whole["model_bytes"] if extra else None),
+        row(
+            "decoder (embeddings, layers, norm, lm_head)",
+            mem["fp32_decoder"],
+            mem["bf16_decoder"],
+            mem["ladder_decoder"],
+            whole["decoder_bytes"] if extra else None,
+        ),
+        row(
+            "whole model",
+            mem["fp32_model"],
+            mem["bf16_model"],
+            mem["ladder_model"],
+            whole["model_bytes"] if extra else None,
+        ),
     ]
 
 
@@ -228,9 +281,12 @@ def render(report: dict) -> str:
         "Policy.act runs it without image preprocessing; median and p95 over "
         f"{report['settings']['repeats']} rounds after {report['settings']['warmup']} warm-up rounds; each "
         "round times every format once (round-robin), so load from other processes falls on all alike."
-        + (" Other processes were running (load average above): absolute times are inflated and p95 "
-           "values show their interference; compare medians side by side."
-           if max(m["load_average_start"][0], m["load_average_end"][0]) > 0.5 * m["logical_cpus"] else ""),
+        + (
+            " Other processes were running (load average above): absolute times are inflated and p95 "
+            "values show their interference; compare medians side by side."
+            if max(m["load_average_start"][0], m["load_average_end"][0]) > 0.5 * m["logical_cpus"]
+            else ""
+        ),
         "",
         "## Targets",
         "",
@@ -300,8 +356,12 @@ def render(report: dict) -> str:
         "",
     ]
     if real.get("group_sweep"):
-        out += [f"Group size of the int4 copy ({d['top']} against fp32, same observations):", "",
-                *_group_rows(real), ""]
+        out += [
+            f"Group size of the int4 copy ({d['top']} against fp32, same observations):",
+            "",
+            *_group_rows(real),
+            "",
+        ]
     builtin = report.get("builtin")
     if builtin:
         out += [

@@ -109,8 +109,10 @@ def generate_task(
     max_attempts = cfg.episodes_per_task * MAX_ATTEMPTS_PER_EPISODE
     driver = _load_driver(cfg.driver) if cfg.driver else None
     if driver is not None and driver.config.image_size != cfg.image_size:
-        raise ValueError(f"driver {cfg.driver} sees {driver.config.image_size} px images; "
-                         f"recording asks for {cfg.image_size} px")
+        raise ValueError(
+            f"driver {cfg.driver} sees {driver.config.image_size} px images; "
+            f"recording asks for {cfg.image_size} px"
+        )
     cameras = tuple(driver.cameras) if driver else cfg.cameras
     arm = SimArm(task, cfg.image_size, cameras, cfg.max_steps)
     with arm, BagWriter(partial, cfg.storage) as bag:
@@ -189,8 +191,9 @@ def generate(
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     results: dict[str, TaskResult] = {}
-    with ProcessPoolExecutor(max(1, min(workers, len(tasks))), mp_context=ctx,
-                             initializer=_init_worker, initargs=(events,)) as pool:
+    with ProcessPoolExecutor(
+        max(1, min(workers, len(tasks))), mp_context=ctx, initializer=_init_worker, initargs=(events,)
+    ) as pool:
         futures = {pool.submit(_worker, t, str(out_dir), cfg): t for t in tasks}
         pending = set(futures)
         while pending:
@@ -230,8 +233,10 @@ def write_manifest(out_dir: Path, results: list[TaskResult], cfg: DemoConfig, se
         "image_size": cfg.image_size,
         "cameras": {c: {"metaworld_camera": CAMERAS[c], "topic": camera_topic(c)} for c in cfg.cameras},
         "topics": {
-            "joint_states": JOINT_STATES_TOPIC, "instruction": INSTRUCTION_TOPIC,
-            "expert_action": EXPERT_ACTION_TOPIC, "episode": EPISODE_TOPIC,
+            "joint_states": JOINT_STATES_TOPIC,
+            "instruction": INSTRUCTION_TOPIC,
+            "expert_action": EXPERT_ACTION_TOPIC,
+            "episode": EPISODE_TOPIC,
         },
         "joint_names": list(JOINT_NAMES),
         "control_hz": CONTROL_HZ,

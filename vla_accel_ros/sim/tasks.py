@@ -33,7 +33,7 @@ def resolve_task(name: str) -> str:
 
 
 def parse_task_list(spec: str) -> list[str]:
-    """"all" or a comma-separated list of task names (short or v3 names), order kept, no repeats."""
+    """ "all" or a comma-separated list of task names (short or v3 names), order kept, no repeats."""
     if spec.strip() == "all":
         return list(TASKS)
     names: list[str] = []
