@@ -27,3 +27,25 @@ def test_ruff_format_is_clean():
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def undocumented_public_classes() -> list[str]:
+    """`path:line: Name` of every public class (no leading underscore, at any depth) without a docstring."""
+    import ast
+
+    package = ROOT / "vla_accel_ros"
+    out = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (
+                isinstance(node, ast.ClassDef)
+                and not node.name.startswith("_")
+                and not ast.get_docstring(node)
+            ):
+                out.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.name}")
+    return out
+
+
+def test_public_classes_say_why_they_exist():
+    missing = undocumented_public_classes()
+    assert not missing, f"public classes without a docstring ({len(missing)}):\n  " + "\n  ".join(missing)

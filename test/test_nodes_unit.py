@@ -32,7 +32,7 @@ from vla_accel_ros.ros.controller_node import ControllerNode
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, level_of
 from vla_accel_ros.ros.inference_node import InferenceNode
 from vla_accel_ros.ros.kinematics_node import KinematicsNode
-from vla_accel_ros.ros.params import ParameterError
+from vla_accel_ros.params import ParameterError
 from vla_accel_ros.ros.qos import (
     camera_qos,
     command_qos,

@@ -18,11 +18,12 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
 from vla_accel_ros.policy.checkpoint import CheckpointError
+from vla_accel_ros.policy.formats import is_openvla_checkpoint
+from vla_accel_ros.policy.loading import policy_from_checkpoint
 from vla_accel_ros.policy.openvla import (
     OpenVlaActionTokenizer,
     OpenVlaPolicy,
     center_crop,
-    is_openvla_checkpoint,
     load_openvla,
     load_policy,
 )
@@ -453,8 +454,8 @@ def test_vision_features_come_from_the_second_to_last_block(checkpoint):
 
 
 # -- runtime ---------------------------------------------------------------------------------
-def test_policy_load_dispatches_and_act_returns_a_7d_action(checkpoint):
-    policy = Policy.load(checkpoint, unnorm_key="bridge_tiny", dtype="float32", device="cpu")
+def test_policy_from_checkpoint_dispatches_and_act_returns_a_7d_action(checkpoint):
+    policy = policy_from_checkpoint(checkpoint, unnorm_key="bridge_tiny", dtype="float32", device="cpu")
     assert isinstance(policy, OpenVlaPolicy)
     assert (policy.action_dim, policy.cameras) == (7, ["corner"])
     ids = policy.prompt_ids("Pick up the RED cup")
@@ -472,8 +473,10 @@ def test_policy_load_dispatches_and_act_returns_a_7d_action(checkpoint):
         policy.act(PolicyInput({"wrist": frame}, np.zeros(9), "pick up the red cup"))
     with pytest.raises(InputError, match="uint8"):
         policy.act(PolicyInput({"corner": frame.astype(np.float32)}, np.zeros(9), "pick up the red cup"))
-    with pytest.raises(TypeError):
-        Policy.load(None, device="cpu")  # the built-in model takes no OpenVLA options
+    with pytest.raises(TypeError, match="OpenVLA checkpoints only"):
+        policy_from_checkpoint(None, device="cpu")  # the built-in model takes no OpenVLA options
+    with pytest.raises(CheckpointError, match="policy_from_checkpoint"):
+        Policy.load(checkpoint)  # the base class loads its own format only, and says where OpenVLA's is
 
 
 def test_act_emits_only_action_ids_even_when_other_ids_score_higher(checkpoint):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vla_accel_ros.ros.params import BUILTIN_PARAMETERS, NODE_PARAMS
+from vla_accel_ros.params import BUILTIN_PARAMETERS, NODE_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "vla_accel_ros"

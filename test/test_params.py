@@ -15,7 +15,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from ros_fixtures import ros_harness, ros_test_env, unique_domain_id
 
-from vla_accel_ros.ros import params as P
+from vla_accel_ros import params as P
+from vla_accel_ros.ros.params import ROS_TYPES, declare_params, descriptor
 from vla_accel_ros.ros.launcher import parse_set
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +39,9 @@ def _bare_node(ros, cls, overrides=()):
 def test_every_parameter_has_a_description_and_a_matching_descriptor():
     for cls in P.NODE_PARAMS.values():
         for info in cls.infos():
-            d = info.descriptor()
+            d = descriptor(info)
             assert d.description.strip(), f"{cls.NODE}.{info.name} has no description"
-            assert d.type == info.kind.value.value
+            assert d.type == ROS_TYPES[info.kind].value
             assert d.read_only == info.meta.read_only
             if info.kind is P.Kind.FLOAT and info.meta.range:
                 assert d.floating_point_range[0].from_value == info.meta.range[0]
@@ -154,7 +155,7 @@ def test_nodes_declare_exactly_the_table_and_rcl_reads_the_yaml(ros):
         )
         for node_name, cls in P.NODE_PARAMS.items():
             node = Node(node_name, context=context)
-            handle = P.declare_params(node, cls)
+            handle = declare_params(node, cls)
             declared = set(node.list_parameters([], 0).names) - P.BUILTIN_PARAMETERS
             assert declared == set(cls.names())
             assert handle.values == expected[node_name]
@@ -188,7 +189,7 @@ def test_bad_start_up_value_fails_loudly_naming_the_parameter(ros, cls, name, va
     node = Node(cls.NODE, context=ros.context, parameter_overrides=[Parameter(name, value=value)])
     try:
         with pytest.raises(P.ParameterError, match=fragment):
-            P.declare_params(node, cls)
+            declare_params(node, cls)
     finally:
         node.destroy_node()
 
@@ -199,7 +200,7 @@ def test_wrong_type_at_start_up_names_the_parameter(ros):
     )
     try:
         with pytest.raises(P.ParameterError, match="max_rate_hz"):
-            P.declare_params(node, P.ControllerParams)
+            declare_params(node, P.ControllerParams)
     finally:
         node.destroy_node()
 
@@ -226,7 +227,7 @@ def test_node_process_exits_with_a_clear_error_on_a_bad_value():
 
 def test_run_time_changes_are_validated_and_bad_ones_refused(ros):
     node = _bare_node(ros, P.ControllerParams)
-    handle = P.declare_params(node, P.ControllerParams)
+    handle = declare_params(node, P.ControllerParams)
     seen = []
     handle.on_change(lambda old, new: seen.append((old.r_max, new.r_max)))
 
@@ -250,7 +251,7 @@ def test_run_time_changes_are_validated_and_bad_ones_refused(ros):
 
 def test_array_parameters_keep_their_element_rules(ros):
     node = _bare_node(ros, P.ControllerParams)
-    handle = P.declare_params(node, P.ControllerParams)
+    handle = declare_params(node, P.ControllerParams)
     bad = node.set_parameters([Parameter("action_max", value=[1.0, 1.0, 1.0])])[0]
     assert not bad.successful and "action_m" in bad.reason
     good = node.set_parameters([Parameter("action_max", value=[0.5, 0.5, 0.5, 1.0])])[0]
@@ -272,7 +273,7 @@ def test_empty_arrays_mean_off_through_rcl_and_the_table(ros, tmp_path):
     rclpy.init(args=["--ros-args", "--params-file", str(box)], context=context, domain_id=ros.domain_id)
     try:
         node = Node("controller_node", context=context)
-        handle = P.declare_params(node, P.ControllerParams)
+        handle = declare_params(node, P.ControllerParams)
         assert handle.values.workspace_min == (0.2, -0.5, 0.0) and handle.values.joint_names == ()
         assert node.describe_parameter("joint_names").type == ParameterType.PARAMETER_STRING_ARRAY
         moved = node.set_parameters([Parameter("workspace_max", value=[0.9, 0.5, 0.6])])[0]

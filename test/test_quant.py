@@ -446,7 +446,7 @@ def test_inference_node_loader_serves_the_int4_ladder_when_configured(one_thread
     """precision_ladder: int4 makes the node's policy serve every ladder mode; 'none' only fp32."""
     from vla_accel_ros.quant import DEFAULT_MODES
     from vla_accel_ros.ros.inference_node import load_policy
-    from vla_accel_ros.ros.params import InferenceParams
+    from vla_accel_ros.params import InferenceParams
 
     plain, _ = load_policy(InferenceParams.from_mapping({"num_threads": 1}))
     assert plain.precisions == ["fp32"]

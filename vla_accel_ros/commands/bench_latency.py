@@ -32,10 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _policy(model: str, checkpoint: str):
+    from vla_accel_ros.policy.loading import policy_from_checkpoint
     from vla_accel_ros.policy.runtime import Policy
 
     if model == "builtin":
-        return Policy.load(checkpoint)
+        return policy_from_checkpoint(checkpoint)
     from vla_accel_ros.policy.realistic import build_realistic_model
 
     return Policy(build_realistic_model(pretrained=True))

@@ -41,11 +41,11 @@ def _worker(args: tuple) -> list[dict]:
     from vla_accel_ros.evaluation.methods import load_settings
     from vla_accel_ros.evaluation.perturbation import probe_layout, probes_as_dicts
     from vla_accel_ros.kinematics.config_io import proxy_calibration
-    from vla_accel_ros.policy.runtime import Policy
+    from vla_accel_ros.policy.loading import policy_from_checkpoint
     from vla_accel_ros.quant import quantize_policy
 
     torch.set_num_threads(1)
-    policy = Policy.load(None if checkpoint == "builtin" else checkpoint)
+    policy = policy_from_checkpoint(None if checkpoint == "builtin" else checkpoint)
     quantize_policy(policy, group=settings["group"])
     cal = proxy_calibration(load_settings())
     top = policy.precisions[-1]

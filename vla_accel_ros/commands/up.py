@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         parse_set,
         replay_process,
     )
-    from vla_accel_ros.ros.params import ParameterError
+    from vla_accel_ros.params import ParameterError
 
     warning = discovery_warning()
     if warning:

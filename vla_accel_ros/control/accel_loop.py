@@ -40,6 +40,12 @@ class StepDecision:
 
 
 class AccelLoop:
+    """The graph's per-step decisions (kinematics node + controller) chained in one process.
+
+    It exists so evaluation, replay and the benchmarks decide precision, threshold and Kalman fill exactly
+    as the nodes do: feed it each executed action (and the reported fill), ask `decide()` for the next step.
+    """
+
     def __init__(
         self,
         method: Method,

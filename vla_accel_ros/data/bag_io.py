@@ -257,6 +257,8 @@ class BagStep:
 
 @dataclass
 class ReadStats:
+    """What reading a bag kept and skipped, so a caller can report incomplete data instead of hiding it."""
+
     frames: int = 0
     skipped_incomplete: int = 0  # frames before a joint state / every camera had arrived
     episodes: int = 0

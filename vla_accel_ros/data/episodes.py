@@ -13,6 +13,8 @@ EPISODE_SLOT_NS = 1000 * 10**9
 
 @dataclass
 class Episode:
+    """One demonstration or rollout as arrays: the unit bags are written from and training reads."""
+
     task: str
     seed: int
     instruction: str

@@ -12,6 +12,11 @@ from vla_accel_ros.policy.model import Step, VlaModel
 
 @dataclass
 class DecodeOutput:
+    """What every decoder returns: the action ids and the work it took (passes, draft, fill).
+
+    One shape for all decoders, so the runtime and the benchmarks report any of them the same way.
+    """
+
     token_ids: torch.Tensor  # (B, A)
     target_passes: int  # forward passes of the target after the prefill
     draft_tokens: int = 0

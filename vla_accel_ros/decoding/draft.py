@@ -62,6 +62,11 @@ class DraftContext:
 
 
 class Draft(Protocol):
+    """What speculative decoding needs of a draft model: propose the next n action ids cheaply.
+
+    A protocol, so the trained EAGLE-style head, oracles in tests and experiments plug in alike.
+    """
+
     def reset(self) -> None:
         """Start of a new action (a new prefill)."""
 
@@ -71,6 +76,8 @@ class Draft(Protocol):
 
 @dataclass
 class DraftConfig:
+    """Shape of a draft head, stored beside its weights so `load_draft` rebuilds it without the trainer."""
+
     hidden_size: int
     vocab_size: int
     n_bins: int

@@ -15,12 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from vla_accel_ros.evaluation.stats import percentiles, wilson_interval
+from vla_accel_ros.policy.loading import policy_from_checkpoint
 from vla_accel_ros.policy.runtime import ActionResult, Policy, PolicyInput
 from vla_accel_ros.sim.tasks import EVAL_SEED_BASE, TASKS
 
 
 @dataclass
 class EpisodeResult:
+    """One closed-loop episode's outcome and per-step costs, the row the evaluation report sums."""
+
     task: str
     seed: int
     success: bool
@@ -73,7 +76,7 @@ def _worker(args: tuple) -> list[dict]:
     import torch
 
     torch.set_num_threads(threads)
-    policy = Policy.load(checkpoint)
+    policy = policy_from_checkpoint(checkpoint)
     return [asdict(run_episode(policy, task, seed, max_steps, image_size)) for task, seed in jobs]
 
 
@@ -87,7 +90,7 @@ def evaluate(
     progress: bool = True,
 ) -> dict:
     """Run `episodes` held-out episodes per task; returns the report dict (see summarize)."""
-    policy = Policy.load(checkpoint)
+    policy = policy_from_checkpoint(checkpoint)
     image_size = policy.config.image_size
     jobs = [(t, EVAL_SEED_BASE + seed_offset + i) for t in tasks for i in range(episodes)]
     t0 = time.perf_counter()

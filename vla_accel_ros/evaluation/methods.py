@@ -1,48 +1,101 @@
-"""The named decoding/precision methods every benchmark, replay and evaluation compares.
+"""The named decoding/precision methods every benchmark, replay and evaluation compares: one grammar.
 
-A method name resolves to an `AccelLoop` built from the same calibration and controller
-settings the nodes load (config/calibration.yaml over config/vla_accel.yaml), so offline
-rows decide each step exactly as the running graph would.
+A method name says how each step decodes and at which precision:
+
+    METHOD    := DECODING [ "-" VARIANT ] [ "@" PRECISION | "+dyq" ]   |   "dyq"
+    DECODING  := ar | spec | specvla | kerv
+    VARIANT   := verify | loosen              (kerv ablations, benchmarks only)
+    PRECISION := fp32 | bf16 | a ladder mode (w4a16, w4a8-emu, w4a4-emu, ...)
+
+`ar` runs the checkpoint as stored (fp32); `ar@bf16` its bf16 cast; `ar@w4a16` the int4 ladder held
+at one mode; `kerv+dyq` KERV with DyQ choosing the mode each step (`dyq` is `ar+dyq`). In `--methods`
+lists, `static` stands for `ar@<mode>` of every ladder mode and a bare mode name for `ar@<mode>`.
+
+A name resolves to an `AccelLoop` built from `GraphSettings`, the typed tables of the params files the
+graph loads (config/vla_accel.yaml, calibration.yaml and, for the ladder, dyq.yaml), and its policy
+comes from `policy.builder.build_policy` with the inference node's ladder settings, so offline rows
+decide each step, and run the model, as the graph does.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from vla_accel_ros.control.accel_loop import AccelLoop, Method
-from vla_accel_ros.control.precision_policy import PrecisionPolicy
-from vla_accel_ros.control.threshold_policy import ThresholdPolicy
-from vla_accel_ros.kinematics.config_io import kalman_filter, load_params, proxy_calibration
+from vla_accel_ros.params.files import config_dir
+from vla_accel_ros.params.settings import DYQ_FILE, GraphSettings, default_files
+from vla_accel_ros.params.tables import FULL_PRECISION
+from vla_accel_ros.params.yaml_io import read_params_file
+from vla_accel_ros.policy.builder import PolicyBuildError, PolicySpec, build_policy
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "config"
-# Where `vla-accel train-draft` puts the built-in checkpoint's draft (the packaged asset ships none).
-SPECVLA_R = 9.0
-FULL = "fp32"
-# Every method replay and bench-replay compare; "static" stands for static:<mode> of each ladder mode.
+DECODINGS = ("ar", "spec", "specvla", "kerv")
+VARIANTS = {"kerv": ("verify", "loosen")}
+DYQ = "dyq"
+BF16 = "bf16"
+# Every method replay and bench-replay compare; "static" stands for ar@<mode> of each ladder mode.
 ALL_METHODS = ("ar", "static", "dyq", "spec", "specvla", "kerv", "kerv+dyq")
 
 
-def method(name: str, top_precision: str = "fp32") -> Method:
-    """'ar', 'static:<mode>', 'dyq', 'spec', 'specvla', 'kerv', 'kerv+dyq'; 'kerv-loosen' is the ablation."""
-    if name == "ar":
-        return Method(name, precision=top_precision)
-    if name.startswith("static:"):
-        return Method(name, precision=name.split(":", 1)[1])
-    table = {
-        "dyq": Method(name, precision=None),
-        "spec": Method(name, decoding="spec", precision=top_precision),
-        "specvla": Method(name, decoding="specvla", precision=top_precision, threshold=SPECVLA_R),
-        "kerv": Method(name, decoding="kerv", precision=top_precision, threshold=None, kalman=True),
-        "kerv-loosen": Method(name, decoding="kerv", precision=top_precision, threshold=None, kalman=True),
-        "kerv+dyq": Method(name, decoding="kerv", precision=None, threshold=None, kalman=True),
-    }
-    if name not in table:
-        raise ValueError(f"unknown method {name!r}; known: ar, static:<mode>, {', '.join(table)}")
-    return table[name]
+@dataclass(frozen=True)
+class MethodName:
+    """A parsed method name (see the module doc); `policy` says which policy serves it."""
+
+    name: str
+    decoding: str
+    variant: str | None = None
+    precision: str | None = None  # None: the full policy's top mode; "dyq": dynamic; else fixed
+
+    @property
+    def policy(self) -> str:
+        """'full' (the checkpoint as stored), 'bf16' (its bf16 cast) or 'ladder' (the int4 copy)."""
+        if self.precision == BF16:
+            return "bf16"
+        if self.precision is None or self.precision == FULL_PRECISION:
+            return "full"
+        return "ladder"
+
+    @property
+    def decoder(self) -> str:
+        """The Policy.decoders key the method runs (the verify ablation has its own decoder)."""
+        return "kerv-verify" if self.variant == "verify" else self.decoding
+
+
+def parse_method(name: str) -> MethodName:
+    """`name` per the grammar of the module doc; ValueError naming what is wrong."""
+    text = name.strip()
+    if text == DYQ:
+        return MethodName(DYQ, "ar", precision=DYQ)
+    base, precision = text, None
+    if text.endswith("+" + DYQ):
+        base, precision = text[: -len(DYQ) - 1], DYQ
+    elif "@" in text:
+        base, precision = text.split("@", 1)
+        if not precision:
+            raise ValueError(f"method {name!r}: nothing after '@' (e.g. ar@w4a16)")
+    decoding, _, variant = base.partition("-")
+    if decoding not in DECODINGS:
+        raise ValueError(
+            f"unknown method {name!r}: a method is DECODING[-VARIANT][@PRECISION|+dyq] with DECODING one "
+            f"of {', '.join(DECODINGS)} (e.g. ar, ar@w4a16, ar@bf16, dyq, kerv, kerv+dyq)"
+        )
+    if variant and variant not in VARIANTS.get(decoding, ()):
+        raise ValueError(f"method {name!r}: {decoding} has no variant {variant!r}")
+    return MethodName(text, decoding, variant or None, precision)
+
+
+def method(name: str, settings: GraphSettings, top_precision: str = FULL_PRECISION) -> Method:
+    """The AccelLoop method of `name`: fixed or kinematic precision and threshold, from the controller's
+    table (the fixed Spec-VLA threshold is `controller_node.specvla_threshold`, as in the graph)."""
+    m = parse_method(name)
+    precision = None if m.precision == DYQ else (m.precision or top_precision)
+    threshold: float | None = 0.0
+    if m.decoding == "specvla":
+        threshold = settings.controller.specvla_threshold
+    elif m.decoding == "kerv":
+        threshold = None
+    return Method(m.name, m.decoder, precision, threshold, kalman=m.decoding == "kerv")
 
 
 def ladder_modes() -> list[str]:
@@ -53,55 +106,56 @@ def ladder_modes() -> list[str]:
 
 
 def expand(names: list[str]) -> list[str]:
-    """Method names with shorthands resolved: 'static' -> static:<mode> for every ladder mode, a bare
-    mode name ('w4a16') -> 'static:w4a16'. Duplicates are dropped, order kept; unknown names raise."""
+    """Method names with shorthands resolved: 'static' -> ar@<mode> for every ladder mode, a bare mode
+    name ('w4a16', 'fp32', 'bf16') -> 'ar@<mode>'. Duplicates are dropped, order kept; unknown names raise."""
     modes = ladder_modes()
     out: list[str] = []
     for name in names:
         if name == "static":
-            items = [f"static:{m}" for m in modes]
-        elif name in modes or name == FULL:
-            items = [f"static:{name}"]
+            items = [f"ar@{m}" for m in modes]
+        elif name in modes or name in (FULL_PRECISION, BF16):
+            items = [f"ar@{name}"]
         else:
-            method(name)  # raises ValueError for an unknown name
+            parse_method(name)  # raises ValueError for an unknown name
             items = [name]
         out += [n for n in items if n not in out]
     return out
 
 
-def needs_ladder(name: str, precisions: list[str]) -> bool:
-    """Whether method `name` runs a precision that a policy serving `precisions` lacks (int4 modes, DyQ)."""
-    m = method(name, top_precision=precisions[-1])
-    return m.precision is None or m.precision not in precisions
+def load_settings(config: Path | None = None, dyq: bool = False) -> GraphSettings:
+    """The graph's settings from config/ (vla_accel.yaml, calibration.yaml; dyq: and dyq.yaml)."""
+    return GraphSettings.load(default_files(config, dyq=dyq))
 
 
-def ladder_settings(params: dict, modes: list[str], dyq_file: Path | None = None) -> tuple[dict, str | None]:
-    """`params` whose DyQ table names the policy's `modes`, and a note when it had to be changed.
+def ladder_settings(
+    settings: GraphSettings, modes: list[str], dyq_file: Path | None = None
+) -> tuple[GraphSettings, str | None]:
+    """`settings` whose DyQ table names the ladder's `modes`, and a note when it had to be changed.
 
     The shipped params describe an unquantized graph (precision_modes [fp32]); the ladder's table then
-    comes from `config/dyq.yaml` (placed by `vla-accel calibrate-dyq`), as the graph gets it from that
+    comes from config/dyq.yaml (placed by `vla-accel calibrate-dyq`), as the graph gets it from that
     overlay, else [0, top_threshold] is split evenly over the lower modes (the top mode above it).
     """
-    ctrl = params.get("controller_node", {})
-    configured = list(ctrl.get("precision_modes", []))
-    if configured and all(m in modes for m in configured) and len(configured) > 1:
-        return params, None
-    out = copy.deepcopy(params)
-    dyq_file = CONFIG_DIR / "dyq.yaml" if dyq_file is None else dyq_file
-    overlay = load_params(dyq_file).get("controller_node", {})
+    ctrl = settings.controller
+    configured = list(ctrl.precision_modes)
+    if len(configured) > 1 and all(m in modes for m in configured):
+        return settings, None
+    dyq_file = config_dir() / DYQ_FILE if dyq_file is None else dyq_file
+    overlay = read_params_file(dyq_file, missing_ok=True).get("controller_node", {})
     if overlay.get("precision_modes") and all(m in modes for m in overlay["precision_modes"]):
-        out.setdefault("controller_node", {}).update(overlay)
-        c = out["controller_node"]
+        out = settings.with_values("controller_node", **_tuples(overlay))
+        c = out.controller
         return out, (
-            f"DyQ table from {dyq_file.name}: bounds {c.get('precision_table_bounds')} -> "
-            f"{c.get('precision_table_modes')}, else {c['precision_modes'][-1]} "
-            f"(top_threshold {c.get('top_threshold')})"
+            f"DyQ table from {dyq_file.name}: bounds {list(c.precision_table_bounds)} -> "
+            f"{list(c.precision_table_modes)}, else {c.precision_modes[-1]} (top_threshold {c.top_threshold})"
         )
-    top = float(ctrl.get("top_threshold", 0.5))
-    lower = modes[:-1]
-    bounds = [round(top * (i + 1) / len(lower), 6) for i in range(len(lower))]
-    out.setdefault("controller_node", {}).update(
-        precision_modes=list(modes), precision_table_bounds=bounds, precision_table_modes=list(lower)
+    top, lower = ctrl.top_threshold, modes[:-1]
+    bounds = tuple(round(top * (i + 1) / len(lower), 6) for i in range(len(lower)))
+    out = settings.with_values(
+        "controller_node",
+        precision_modes=tuple(modes),
+        precision_table_bounds=bounds,
+        precision_table_modes=tuple(lower),
     )
     table = ", ".join(f"S<={b:g}: {m}" for b, m in zip(bounds, lower, strict=True))
     note = (
@@ -111,8 +165,12 @@ def ladder_settings(params: dict, modes: list[str], dyq_file: Path | None = None
     return out, note
 
 
-def attach_draft(policy: Any, checkpoint: str | Path | None, draft: Path | None = None) -> None:
-    """Give `policy` the draft at `draft` when given; otherwise it keeps the one Policy.load found beside
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def attach_draft(policy: Any, draft: Path | None = None) -> None:
+    """Give `policy` the draft at `draft` when given; otherwise it keeps the one its loader found beside
     the checkpoint (the built-in checkpoint ships its own). Failures only set policy.draft_error."""
     from vla_accel_ros.decoding.draft import DraftLoadError, load_draft
 
@@ -126,112 +184,98 @@ def attach_draft(policy: Any, checkpoint: str | Path | None, draft: Path | None 
         policy.draft, policy.draft_error = None, str(err)
 
 
+def add_kerv_verify(policy: Any) -> None:
+    """Register "kerv-verify" over the policy's draft: KERV taking the masked gripper from the verify
+    pass instead of one more target pass (a benchmark row)."""
+    from vla_accel_ros.decoding.registry import speculative_decoders
+
+    decoders = speculative_decoders(policy.model, policy.actions, policy.draft, masked="verify")
+    policy.decoders["kerv-verify"] = decoders["kerv"]
+
+
 @dataclass
 class MethodPolicies:
-    """The policies the methods run on: the checkpoint as it is (ar, the decoders) and, for precision
-    methods, a copy on the int4 ladder (quantizing replaces the fp32 weights in place, so it cannot be
-    the same object)."""
+    """The policies the methods run on: the checkpoint as it is (ar, the decoders), its bf16 cast, and
+    for precision methods a copy on the int4 ladder (quantizing replaces the fp32 weights in place, so
+    it cannot be the same object). Each is built by `build_policy` from one PolicySpec."""
 
     full: Any
     ladder: Any | None = None
     ladder_error: str | None = None
+    bf16: Any | None = None
+    bf16_error: str | None = None
 
     @classmethod
     def single(cls, policy: Any) -> MethodPolicies:
         """Every method on one given policy (its own ladder, if it has one)."""
         has = len(policy.precisions) > 1
         why = None if has else f"the policy serves only {policy.precisions} (no precision ladder)"
-        return cls(policy, policy if has else None, why)
+        return cls(policy, policy if has else None, why, None, "no bf16 copy was built")
+
+    @classmethod
+    def build(
+        cls, spec: PolicySpec, names: list[str], draft: Path | None = None, ladder: str = "int4"
+    ) -> MethodPolicies:
+        """What `names` need from `spec`: the checkpoint with its draft, plus the bf16 cast and the
+        laddered copy (with the draft too, for kerv+dyq) when a method asks for them. The ladder's group
+        size is the spec's (the inference node's quant_group_size). A copy that cannot be built is a
+        reason on the methods that need it."""
+        parsed = [parse_method(n) for n in names]
+        kinds = {m.policy for m in parsed}
+        verify = any(m.variant == "verify" for m in parsed)
+        full = build_policy(replace(spec, precision_ladder="none", full_format="fp32"))
+        out = cls(full)
+        if "ladder" in kinds:
+            try:
+                out.ladder = build_policy(spec.with_ladder(ladder))
+            except PolicyBuildError as err:
+                out.ladder_error = str(err)
+        for policy in (out.full, out.ladder):
+            if policy is not None:
+                attach_draft(policy, draft)
+                if verify and policy.draft is not None:
+                    add_kerv_verify(policy)
+        if "bf16" in kinds:
+            try:
+                out.bf16 = build_policy(replace(spec, precision_ladder="none", full_format="bf16"))
+            except PolicyBuildError as err:
+                out.bf16_error = str(err)
+        return out
 
     def for_method(self, name: str) -> tuple[Any | None, str | None]:
         """(policy, None) for the policy that serves `name`, or (None, why not)."""
-        if not needs_ladder(name, self.full.precisions):
+        kind = parse_method(name).policy
+        if kind == "full" or (kind == "ladder" and self.ladder is self.full):
             return self.full, None
+        if kind == "bf16":
+            return (self.bf16, None) if self.bf16 is not None else (None, f"needs bf16: {self.bf16_error}")
         if self.ladder is None:
             return None, f"needs the int4 precision ladder: {self.ladder_error or 'not built'}"
         return self.ladder, None
 
 
-def add_kerv_verify(policy: Any) -> None:
-    """Register "kerv-verify" over the policy's draft: KERV taking the masked gripper from the verify
-    pass instead of one more target pass (a benchmark row)."""
-    from vla_accel_ros.decoding.speculative import speculative_decoders
-
-    decoders = speculative_decoders(policy.model, policy.actions, policy.draft, masked="verify")
-    policy.decoders["kerv-verify"] = decoders["kerv"]
-
-
-def load_policies(
-    checkpoint: str | Path | None, names: list[str], draft: Path | None = None
-) -> MethodPolicies:
-    """Load what `names` need: the checkpoint with its draft, plus a laddered copy (also with the draft,
-    for kerv+dyq) when a precision method is asked for. A ladder that cannot be built is a reason."""
-    from vla_accel_ros.policy.runtime import Policy
-    from vla_accel_ros.quant import quantize_policy
-
-    path = None if checkpoint in (None, "", "builtin") else checkpoint
-    full = Policy.load(path)
-    attach_draft(full, checkpoint, draft)
-    out = MethodPolicies(full)
-    if any(needs_ladder(n, full.precisions) for n in names):
-        laddered = Policy.load(path)
-        attach_draft(laddered, checkpoint, draft)
-        try:
-            quantize_policy(laddered)
-            out.ladder = laddered
-        except (ValueError, RuntimeError, NotImplementedError, AttributeError) as err:
-            out.ladder_error = f"cannot quantize this checkpoint ({type(err).__name__}: {err})"
-    return out
-
-
-def load_settings(config_dir: Path | None = None) -> dict:
-    """Node parameters from the params YAML, with the calibration file's values on top."""
-    config_dir = config_dir or CONFIG_DIR
-    params = load_params(config_dir / "vla_accel.yaml")
-    for node, values in load_params(config_dir / "calibration.yaml").items():
-        params.setdefault(node, {}).update(values)
-    return params
-
-
-def build_loop(name: str, action_dim: int, precisions: list[str], params: dict | None = None) -> AccelLoop:
-    """An AccelLoop for method `name`; `precisions` are the policy's modes, cheapest first."""
-    params = load_settings() if params is None else params
-    ctrl = params.get("controller_node", {})
-    kin = params.get("kinematics_node", {})
-    m = method(name, top_precision=precisions[-1])
+def build_loop(name: str, action_dim: int, precisions: list[str], settings: GraphSettings) -> AccelLoop:
+    """An AccelLoop for method `name` on a policy serving `precisions` (cheapest first), with the
+    precision policy, threshold policy and Kalman compensator the graph's tables build."""
+    ctrl, kin = settings.controller, settings.kinematics
+    m = method(name, settings, top_precision=precisions[-1])
     precision_policy = None
     if m.precision is None:
-        modes = list(ctrl.get("precision_modes", precisions))
-        missing = [p for p in modes if p not in precisions]
+        missing = [p for p in ctrl.precision_modes if p not in precisions]
         if missing:
             raise ValueError(f"method {name!r}: precision modes {missing} are not served by the policy")
-        table = list(
-            zip(ctrl.get("precision_table_bounds", []), ctrl.get("precision_table_modes", []), strict=True)
-        )
-        precision_policy = PrecisionPolicy(
-            modes, ctrl.get("top_threshold", 0.5), table, int(ctrl.get("downgrade_after", 5))
-        )
+        precision_policy = ctrl.precision_policy()
     threshold_policy = None
     if m.threshold is None:
-        direction = (
-            "loosen_on_fluctuation"
-            if name == "kerv-loosen"
-            else ctrl.get("threshold_direction", "tighten_on_fluctuation")
-        )
-        threshold_policy = ThresholdPolicy(
-            ctrl.get("r_min", 5.0),
-            ctrl.get("r_max", 15.0),
-            ctrl.get("fluctuation_lo", 0.0),
-            ctrl.get("fluctuation_hi", 1.0),
-            direction,
-        )
-    kalman = kalman_filter(params, action_dim, int(kin.get("history_length", 10))) if m.kalman else None
+        if parse_method(name).variant == "loosen":
+            ctrl = replace(ctrl, threshold_direction="loosen_on_fluctuation")
+        threshold_policy = ctrl.threshold_policy()
     return AccelLoop(
         m,
-        proxy_calibration(params),
+        kin.proxy_calibration(),
         action_dim,
         precision_policy,
         threshold_policy,
-        kalman,
-        cooldown=int(kin.get("cooldown_steps", 4)),
+        kin.compensator(action_dim).kalman if m.kalman else None,
+        cooldown=kin.cooldown_steps,
     )

@@ -23,6 +23,11 @@ from vla_accel_ros.kinematics.proxies import KinematicProxies, ProxyCalibration,
 
 @dataclass
 class Probe:
+    """One perturbation measurement: how far a step's precision moved the hand, and the proxies before it.
+
+    Pairs of (sensitivity, proxies) are what the DyQ calibration fits its thresholds on.
+    """
+
     task: str
     seed: int
     step: int

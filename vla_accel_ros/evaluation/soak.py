@@ -1,20 +1,77 @@
 """Load and soak bookkeeping: resident memory of processes, latency per time window, message counts, and
 the reports (JSON + markdown) of `vla-accel soak`.
 
-ROS-free: the driver (vla_accel_ros.commands.soak) feeds samples in; this module fits the trends and says
-whether memory is flat and latency does not grow. Memory slopes are least-squares fits after a warm-up
+ROS-free: the driver (vla_accel_ros.ros.soak_run) runs a Plan and feeds what its robot saw (a RobotLog) in;
+this module turns it into a RunReport, fits the trends and says whether memory is flat and latency does
+not grow. Memory slopes are least-squares fits after a warm-up
 share of the run, in MB per hour of *simulated* operation (the soak runs sim time faster than wall time;
 leaks scale with the messages and steps processed, which follow sim time).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vla_accel_ros.evaluation.reliability import write_doc_section
+
+
+@dataclass
+class Plan:
+    """One run: its kind, how long it measures and the rates the robot publishes at."""
+
+    kind: str  # "load" (real time) or "soak" (sim time)
+    duration_s: float  # measured time after the first command, in the run's own time
+    camera_hz: float
+    joint_hz: float
+    control_hz: float
+    speedup: float  # 1.0 for load
+    image_size: int = 64
+
+    @property
+    def sim_time(self) -> bool:
+        return self.kind == "soak"
+
+    @property
+    def window_s(self) -> float:
+        return max(self.duration_s / 10.0, 1.0)
+
+    def describe(self) -> str:
+        if self.sim_time:
+            return (
+                f"Simulated operation: {self.duration_s / 60:.0f} min at {self.speedup:g}x wall speed "
+                f"(nodes on /clock), cameras {self.camera_hz:g} Hz and joint states {self.joint_hz:g} Hz "
+                f"in sim time, inference {self.control_hz:g} Hz; {self.image_size}-pixel square images."
+            )
+        return (
+            f"Real time: cameras (two) {self.camera_hz:g} Hz, joint states {self.joint_hz:g} Hz, inference "
+            f"{self.control_hz:g} Hz, {self.duration_s:g} s measured after the first arm command; "
+            f"{self.image_size} x {self.image_size} images."
+        )
+
+
+@dataclass
+class RobotLog:
+    """What the soak's robot saw, stamped in the run's own clock (sim time for a soak)."""
+
+    published: dict[str, int] = field(default_factory=lambda: {"camera frames": 0, "joint states": 0})
+    published_at: list[tuple[int, int, int]] = field(default_factory=list)  # (stamp ns, frames, joints)
+    latencies: list[tuple[int, float]] = field(default_factory=list)  # (stamp ns at arrival, wall ms)
+    commands: list[tuple[int, bool]] = field(default_factory=list)  # (stamp ns at arrival, is hold)
+    diags: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)  # node -> samples
+
+    def published_before(self, stamp: int) -> tuple[int, int] | None:
+        """(frames, joint states) published by the last snapshot at or before `stamp`."""
+        best = None
+        for t, frames, joints in self.published_at:
+            if t <= stamp:
+                best = (frames, joints)
+        return best
 
 
 def rss_mb(pid: int) -> float | None:
@@ -210,3 +267,75 @@ class RunReport:
             )
         lines += [f"- note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+COUNTED = {  # node -> (diagnostics key, what the robot publishes, topic)
+    "inference_node": (
+        ("received_frames", "camera frames", "camera/image_raw + wrist_camera/image_raw"),
+        ("received_joint_states", "joint states", "joint_states"),
+    ),
+    "kinematics_node": (("received_joint_states", "joint states", "joint_states"),),
+}
+
+
+def subscriber_counts(log: RobotLog, start_ns: int) -> list[Counts]:
+    """Received vs published per subscriber, between the first and last diagnostics after start_ns."""
+    out = []
+    for node, keys in COUNTED.items():
+        for key, kind, topic in keys:
+            samples = [(t, int(v[key])) for t, v in log.diags.get(node, []) if t >= start_ns and key in v]
+            if len(samples) < 2:
+                continue
+            (t0, r0), (t1, r1) = samples[0], samples[-1]
+            p0, p1 = log.published_before(t0), log.published_before(t1)
+            if p0 is None or p1 is None:
+                continue
+            idx = 0 if kind == "camera frames" else 1
+            out.append(Counts(node, topic, p1[idx] - p0[idx], r1 - r0))
+    return out
+
+
+def finish_report(
+    report: RunReport, plan: Plan, log: RobotLog, start_ns: int, end_ns: int, wall_s: float
+) -> RunReport:
+    """Rates, commands, subscriber counts and latency windows of the measured span [start_ns, end_ns]."""
+    duration = (end_ns - start_ns) * 1e-9
+    report.sim_s, report.wall_s = duration, wall_s
+    frames, joints = (
+        log.published_at[-1][1] - log.published_at[0][1],
+        log.published_at[-1][2] - log.published_at[0][2],
+    )
+    report.published = {"camera frames (two cameras)": frames, "joint states": joints}
+    report.achieved_hz = {
+        "camera frames (two cameras)": frames / 2 / duration,
+        "joint states": joints / duration,
+    }
+    in_run = [(t, hold) for t, hold in log.commands if start_ns <= t <= end_ns]
+    report.commands = sum(not hold for _, hold in in_run)
+    report.holds = sum(hold for _, hold in in_run)
+    report.control_hz = report.commands / duration
+    report.counts = subscriber_counts(log, start_ns)
+    edges = [start_ns + int(i * plan.window_s * 1e9) for i in range(int(plan.duration_s / plan.window_s) + 1)]
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        window = [ms for t, ms in log.latencies if lo <= t < hi]
+        report.latency_windows.append({"t_end_s": (hi - start_ns) * 1e-9, **percentiles(window)})
+    if plan.sim_time:
+        report.notes.append(
+            f"achieved speed-up {duration / max(report.wall_s, 1e-9):.2f}x (asked {plan.speedup:g}x)"
+        )
+    return report
+
+
+def write_run_results(
+    report: RunReport, plan: Plan, text: str, argv: list[str], json_dir: Path, doc: Path
+) -> Path:
+    """docs/results/reliability_<kind>.json and the run's section of docs/RELIABILITY.md (`text` is the
+    report's markdown, as printed; `argv` the command's arguments after `vla-accel`). Returns the JSON."""
+    json_dir.mkdir(parents=True, exist_ok=True)
+    path = json_dir / f"reliability_{plan.kind}.json"
+    data = {**report.to_dict(), "command": " ".join(["vla-accel", *argv])}
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    title = "Load (real time)" if plan.kind == "load" else "Soak (sim time, accelerated)"
+    body = f"`vla-accel {' '.join(argv) or 'soak'}`\n\n{plan.describe()}\n\n{text}"
+    write_doc_section(doc, plan.kind, title, body)
+    return path

@@ -8,6 +8,11 @@ from typing import Any
 
 @dataclass
 class VlaConfig:
+    """Everything needed to rebuild a VlaModel and its tokenizers, stored as the checkpoint's config.json.
+
+    One dataclass, so a checkpoint is self-describing: no code default can silently change a stored model.
+    """
+
     # Inputs
     cameras: list[str] = field(default_factory=lambda: ["corner", "wrist"])
     image_size: int = 64

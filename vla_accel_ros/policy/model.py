@@ -24,6 +24,8 @@ CACHE_KW = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameter
 
 @dataclass
 class Step:
+    """One forward pass's result: logits and hidden states of the new positions, and the cache after them."""
+
     logits: torch.Tensor  # (B, k, V); after a prefill (B, 1, V): the last position's only
     hidden: torch.Tensor  # (B, k, D), last decoder layer (draft heads read it)
     cache: DynamicCache
@@ -49,6 +51,13 @@ class VisionEncoder(nn.Module):
 
 
 class VlaModel(nn.Module):
+    """The built-in token-domain VLA behind the prefill / extend / rollback interface.
+
+    It exists so every decoder (autoregressive, speculative, KERV) and the quantization ladder work on one
+    small, trainable stand-in for OpenVLA: CNN encoders per camera and a proprio projector feed a Llama
+    decoder whose last 256 ids are action bins, and the KV cache can be extended by k tokens and cropped.
+    """
+
     def __init__(self, config: VlaConfig) -> None:
         super().__init__()
         self.config = config

@@ -28,13 +28,14 @@ from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
 from vla_accel_ros.policy.checkpoint import PICKLE_SUFFIXES, CheckpointError
+from vla_accel_ros.policy.formats import OPENVLA_MODEL_TYPE
 from vla_accel_ros.policy.model import CACHE_KW, Step, VlaModel
 from vla_accel_ros.policy.runtime import InputError, Policy, PolicyInput
 from vla_accel_ros.policy.vit import VisionTransformer, VitSpec, vit_spec
 
 log = logging.getLogger(__name__)
 
-MODEL_TYPE = "openvla"
+MODEL_TYPE = OPENVLA_MODEL_TYPE
 PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
 EMPTY_TOKEN = "\u2581"  # SentencePiece's bare word boundary (Llama id 29871), appended after "Out:"
 REQUIRED_KEYS = (
@@ -287,6 +288,8 @@ def parse_config(
 
 # -- network ---------------------------------------------------------------------------------
 class VisionBackbone(nn.Module):
+    """OpenVLA's fused vision tower (DINOv2 + SigLIP), under the parameter names its checkpoints use."""
+
     def __init__(self, specs: list[VitSpec]) -> None:
         super().__init__()
         self.featurizer = VisionTransformer(specs[0])
@@ -399,16 +402,6 @@ def _read_json(path: Path, required: bool = False) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: invalid JSON ({err})") from err
-
-
-def is_openvla_checkpoint(path: Path | str | None) -> bool:
-    """True for a directory whose config.json says model_type 'openvla'."""
-    if path in (None, "", "builtin") or not Path(path).is_dir():
-        return False
-    try:
-        return json.loads((Path(path) / "config.json").read_text()).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -670,6 +663,7 @@ def load_policy(
     center_crop_scale: float | None = None,
     attn_implementation: str = "sdpa",
 ) -> OpenVlaPolicy:
-    """What Policy.load returns for an OpenVLA directory (device 'auto': CUDA when available)."""
+    """The policy of an OpenVLA directory (device 'auto': CUDA when available); loading.policy_from_checkpoint
+    calls it for any directory whose config.json says model_type 'openvla'."""
     model = load_openvla(path, unnorm_key, dtype, device, allow_pickle, camera, attn_implementation)
     return OpenVlaPolicy(model, load_tokenizer(path), center_crop_scale)

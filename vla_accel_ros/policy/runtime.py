@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from vla_accel_ros.decoding.autoregressive import DecodeOutput, decode_autoregressive
 from vla_accel_ros.decoding.common import StageTimer
 from vla_accel_ros.decoding.draft import DRAFT_DIR, DraftError
-from vla_accel_ros.policy.checkpoint import load_checkpoint
+from vla_accel_ros.decoding.registry import speculative_decoders
+from vla_accel_ros.policy.checkpoint import CheckpointError, load_checkpoint
+from vla_accel_ros.policy.formats import is_openvla_checkpoint
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.tokenizer import ActionTokenizer, PromptTokenizer
 
@@ -30,6 +32,8 @@ class InputError(ValueError):
 
 @dataclass
 class PolicyInput:
+    """One observation as the policy takes it, independent of ROS messages and simulators."""
+
     images: dict[str, np.ndarray]  # camera -> H x W x 3 uint8 RGB, upright
     joint_positions: np.ndarray
     instruction: str
@@ -37,6 +41,11 @@ class PolicyInput:
 
 @dataclass
 class ActionResult:
+    """One action and how it was made (precision, decoder, draft work, fill, fallback, timings).
+
+    Everything the graph publishes in VlaAction and the benchmarks tabulate comes from here.
+    """
+
     action: np.ndarray
     token_ids: np.ndarray
     precision: str
@@ -55,6 +64,15 @@ class ActionResult:
 
 
 class Policy:
+    """Observation in, action out: the one interface the nodes, evaluation, replay and benchmarks drive.
+
+    It exists so that what changes per control step (precision, decoder, KERV threshold, Kalman fill)
+    is a call argument rather than a rebuilt object: the controller can switch every step, and a
+    benchmark row runs the same code as the graph. It also owns what must not fail silently: input
+    validation (InputError) and the fallbacks to autoregressive decoding or the top precision, which
+    are reported in `ActionResult.fallback`. Subclasses (openvla.OpenVlaPolicy) replace preprocessing.
+    """
+
     def __init__(self, model: VlaModel) -> None:
         self.model = model.eval()
         cfg = model.config
@@ -77,14 +95,16 @@ class Policy:
         self.ladder = None  # precision ladder of self.model (quant.quantize_model), see enable_ladder
 
     @classmethod
-    def load(cls, path: Path | str | None = None, allow_pickle: bool = False, **options) -> Policy:
-        """options (unnorm_key, dtype, device, ...) apply to OpenVLA checkpoints only (policy/openvla.py)."""
-        from vla_accel_ros.policy.openvla import is_openvla_checkpoint, load_policy
+    def load(cls, path: Path | str | None = None, allow_pickle: bool = False) -> Policy:
+        """A checkpoint in the package's own format (None: the built-in one), with its draft if any.
 
+        Any format, OpenVLA's included: `vla_accel_ros.policy.loading.policy_from_checkpoint` (the base
+        class cannot import its OpenVLA subclass without an import cycle)."""
         if is_openvla_checkpoint(path):
-            return load_policy(path, allow_pickle=allow_pickle, **options)
-        if options:
-            raise TypeError(f"options {sorted(options)} apply to OpenVLA checkpoints only")
+            raise CheckpointError(
+                f"{path} is an OpenVLA checkpoint: load it with "
+                "vla_accel_ros.policy.loading.policy_from_checkpoint"
+            )
         policy = cls(load_checkpoint(path, allow_pickle=allow_pickle))
         policy.load_draft(path)
         return policy
@@ -109,8 +129,6 @@ class Policy:
 
     def attach_draft(self, draft, **options) -> None:
         """Register "spec", "specvla" and "kerv" over `draft` (options: see speculative_decoders)."""
-        from vla_accel_ros.decoding.speculative import speculative_decoders
-
         self.decoders.update(speculative_decoders(self.model, self.actions, draft, **options))
         self.draft, self.draft_error = draft, None
 

@@ -14,6 +14,13 @@ import numpy as np
 
 
 class ActionTokenizer:
+    """Continuous actions <-> action token ids (q01/q99 -> [-1, 1] -> uniform bins, OpenVLA style).
+
+    It exists because the policy acts in the token domain: its ids are the last `n_bins` of the vocabulary,
+    so the distance between two ids is their distance in bins, which speculative acceptance and KERV's
+    kinematic threshold rely on. `with_range` re-targets it to another robot's statistics.
+    """
+
     def __init__(
         self, q01: Sequence[float], q99: Sequence[float], vocab_size: int, n_bins: int = 256
     ) -> None:

@@ -24,6 +24,8 @@ HALF = (0.5, 0.5, 0.5)
 
 @dataclass(frozen=True)
 class VitSpec:
+    """The few numbers that fix a timm ViT's shape, so OpenVLA checkpoints load without timm."""
+
     image_size: int
     patch_size: int
     embed_dim: int
@@ -111,6 +113,8 @@ def vit_spec(timm_id: str, image_size: int, overrides: dict[str, Any] | None = N
 
 
 class PatchEmbed(nn.Module):
+    """Image -> patch tokens (a strided convolution), named as timm's so weights load strictly."""
+
     def __init__(self, spec: VitSpec) -> None:
         super().__init__()
         self.proj = nn.Conv2d(3, spec.embed_dim, spec.patch_size, stride=spec.patch_size)
@@ -120,6 +124,8 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
+    """timm's fused-qkv self-attention, kept under timm's parameter names for strict loading."""
+
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -134,6 +140,8 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
+    """timm's transformer MLP (fc1, GELU, fc2), under timm's parameter names."""
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -145,6 +153,8 @@ class Mlp(nn.Module):
 
 
 class LayerScale(nn.Module):
+    """DINOv2's per-channel residual scale; `scale_factor` is the name OpenVLA's export uses."""
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.scale_factor = nn.Parameter(torch.ones(dim))
@@ -154,6 +164,8 @@ class LayerScale(nn.Module):
 
 
 class Block(nn.Module):
+    """One pre-norm transformer block as timm builds it (optional layer scale)."""
+
     def __init__(self, spec: VitSpec) -> None:
         super().__init__()
         d = spec.embed_dim
@@ -184,6 +196,8 @@ class AttentionPoolParams(nn.Module):
 
 
 class VisionTransformer(nn.Module):
+    """A timm-compatible ViT giving the patch tokens after the second-to-last block (what OpenVLA reads)."""
+
     def __init__(self, spec: VitSpec) -> None:
         super().__init__()
         self.spec = spec

@@ -73,6 +73,8 @@ def repeat_ms(fn: Callable[[], object], warmup: int, repeats: int) -> list[float
 # -- kernels on the decoder's own matrices ----------------------------------------------------------
 @dataclass
 class Kernel:
+    """One matmul implementation to time on the decoder's own weights: prepare once, run per call."""
+
     name: str
     prepare: Callable[[torch.Tensor], object]
     run: Callable[[torch.Tensor, object], torch.Tensor]
@@ -331,6 +333,8 @@ def switch_cost(modes: list[str], switch: Callable[[str], None], repeats: int) -
 # -- one model, every format -------------------------------------------------------------------------
 @dataclass
 class BenchSettings:
+    """The knobs of one precision benchmark, kept together so a report states what it measured."""
+
     group: int = 64
     warmup: int = 2
     repeats: int = 10

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from vla_accel_ros.params.tables import QUANT_GROUP_SIZE
 from vla_accel_ros.quant.activation import fake_quantize, quantize_per_token
 from vla_accel_ros.quant.int4 import check_shape, int4_matmul, pack, quantize_int4
 from vla_accel_ros.quant.memory import storage_bytes
@@ -148,7 +149,7 @@ def find_linears(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.M
 
 def quantize_model(
     model: nn.Module,
-    group: int = 64,
+    group: int = QUANT_GROUP_SIZE,
     modes: Sequence[Mode] = DEFAULT_MODES,
     targets: Sequence[str] = DECODER_LINEARS,
     vocab: bool = False,
@@ -224,7 +225,7 @@ def set_precision(model: nn.Module, mode: str) -> None:
 
 
 def quantize_policy(
-    policy, group: int = 64, modes: Sequence[Mode] = DEFAULT_MODES, vocab: bool = False
+    policy, group: int = QUANT_GROUP_SIZE, modes: Sequence[Mode] = DEFAULT_MODES, vocab: bool = False
 ) -> Ladder:
     """Quantize a runtime Policy's model in place and let the policy serve the ladder's modes."""
     freeze = getattr(policy.draft, "freeze", None)

@@ -17,6 +17,11 @@ INT4_KERNEL = "aten._weight_int4pack_mm_for_cpu (int4 x bf16, fp32 accumulate)"
 
 @dataclass(frozen=True)
 class Mode:
+    """One rung of the precision ladder: activation bits and grouping over the shared int4 weights.
+
+    Validated on creation, so a mode the kernels cannot run is refused before it reaches the graph.
+    """
+
     name: str
     act_bits: int  # 16: bf16 activations; 2..8: integer activations
     act_group: int | None = None  # None: one scale per token; else per token and group of channels

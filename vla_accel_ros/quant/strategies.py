@@ -52,6 +52,8 @@ class _SwitchableLinear(nn.Module):
 
 
 class Int8MasterLinear(_SwitchableLinear):
+    """A linear kept as one int8 copy that re-derives int4 codes at each switch (to be measured)."""
+
     modes = ("w8a16", "w4a16")
 
     def __init__(self, linear: nn.Linear, group: int) -> None:
@@ -79,6 +81,8 @@ class Int8MasterLinear(_SwitchableLinear):
 
 
 class PrePackedLinear(_SwitchableLinear):
+    """A linear holding one ready copy per mode: instant switches at the sum of the copies' memory."""
+
     modes = ("w4a16", "w8a16", "bf16")
 
     def __init__(self, linear: nn.Linear, group: int) -> None:
@@ -105,6 +109,8 @@ class PrePackedLinear(_SwitchableLinear):
 
 @dataclass
 class Strategy:
+    """One way of storing several precisions, with its layers, so bench-precision can compare them."""
+
     name: str
     description: str
     modes: list[str]

@@ -35,7 +35,8 @@ from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, Vla
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
 from vla_accel_ros.ros.markers import build_markers, status_text
-from vla_accel_ros.ros.params import ControllerParams, declare_params
+from vla_accel_ros.params import ControllerParams
+from vla_accel_ros.ros.params import declare_params
 from vla_accel_ros.ros.qos import command_qos, episode_qos, joint_states_qos, vla_qos
 from vla_accel_ros.ros.spin import run_node
 

@@ -338,6 +338,8 @@ def action_from_twist(msg: TwistStamped, linear_scale: float, gripper: float) ->
 
 @dataclass(frozen=True)
 class JointDerivativesView:
+    """The joint derivatives a KinematicState carries, decoupled from the estimator that made them."""
+
     names: list[str]
     velocity: np.ndarray | None
     acceleration: np.ndarray | None

@@ -19,12 +19,10 @@ included) is flagged in the VlaAction and reported as a WARN.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,9 +31,10 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, VlaAction
+from vla_accel_ros.params import DECODINGS, InferenceParams
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
-from vla_accel_ros.ros.params import DECODINGS, InferenceParams, declare_params
+from vla_accel_ros.ros.params import declare_params
 from vla_accel_ros.ros.qos import camera_qos, instruction_qos, joint_states_qos, vla_qos
 from vla_accel_ros.ros.spin import run_node
 
@@ -61,38 +60,22 @@ PolicyLoader = Callable[[InferenceParams], tuple[PolicyLike, Callable[..., Any]]
 
 
 def load_policy(p: InferenceParams) -> tuple[PolicyLike, Callable[..., Any]]:
-    """The runtime's Policy and its PolicyInput class (torch is imported here, on the loading thread)."""
+    """The policy the parameters describe (`policy.builder.build_policy`, as every offline run builds
+    it) and its PolicyInput class; torch is imported here, on the loading thread."""
     import torch
 
-    from vla_accel_ros.policy.runtime import Policy, PolicyInput
+    from vla_accel_ros.policy.builder import PolicySpec, build_policy
+    from vla_accel_ros.policy.runtime import PolicyInput
 
     if p.num_threads > 0:
         torch.set_num_threads(p.num_threads)
-    model_path, device = p.model_path, p.device
-    path = None if model_path in ("", "builtin") else Path(model_path)
-    options = {} if device == "auto" else {"device": device}
-    try:
-        policy = Policy.load(path, allow_pickle=p.allow_pickle, **options)
-    except TypeError as err:
-        raise RuntimeError(f"the policy runtime cannot choose a device ({err}); use device 'auto'") from err
-    if p.norm_stats_file:
-        try:
-            stats = json.loads(Path(p.norm_stats_file).read_text())
-        except (OSError, ValueError) as err:
-            raise RuntimeError(f"norm_stats_file {p.norm_stats_file!r}: {err}") from err
-        try:
-            policy.use_statistics(stats)
-        except ValueError as err:
-            raise RuntimeError(f"norm_stats_file {p.norm_stats_file!r}: {err}") from err
-    if p.precision_ladder != "none":
-        from vla_accel_ros.quant import quantize_policy
-
-        quantize_policy(policy, group=p.quant_group_size, vocab=p.precision_ladder == "int4-whole")
-    return policy, PolicyInput
+    return build_policy(PolicySpec.from_params(p)), PolicyInput
 
 
 @dataclass(frozen=True)
 class Stamped:
+    """A latest input with the header stamp it came with, so staleness can be judged per step."""
+
     value: Any
     stamp_ns: int  # header stamp
 
@@ -152,6 +135,12 @@ class SingleFlight:
             self._cond.notify()
         self._thread.join(timeout_s)
 
+    @property
+    def idle(self) -> bool:
+        """No call running and none requested (a tool driving the node waits for this)."""
+        with self._cond:
+            return not self._busy and not self._requested
+
 
 class Skip(Exception):
     """This step publishes no action; `level`, `key` and the message go to /diagnostics."""
@@ -162,6 +151,12 @@ class Skip(Exception):
 
 
 class InferenceNode(Node):
+    """The graph's policy node: takes the latest inputs at each step and publishes one VlaAction.
+
+    Thin by design: decoding, precision and fallbacks live in the Policy; the node only gathers inputs,
+    never waits for other nodes, and reports its health on /diagnostics.
+    """
+
     def __init__(self, policy_loader: PolicyLoader | None = None, **kwargs: Any) -> None:
         super().__init__("inference_node", **kwargs)
         self._params = declare_params(self, InferenceParams)
@@ -473,6 +468,30 @@ class InferenceNode(Node):
             return  # a call cut short by shutdown
         self._counts["skipped_steps"] += 1
         self._health.report(ERROR, "inference failed", f"{type(err).__name__}: {err}")
+
+    # -- for tools that drive the node in-process (vla-accel fuzz) -----------------------------------
+    @property
+    def params(self) -> InferenceParams:
+        """The live parameter values (read-only view)."""
+        return self._params.values
+
+    @property
+    def idle(self) -> bool:
+        """No inference step running or requested."""
+        return self._worker.idle
+
+    def health_status(self) -> Any:
+        """The node's current DiagnosticStatus (what the next /diagnostics message would say)."""
+        return self._health.status()
+
+    def forget_inputs(self) -> None:
+        """Drop the stored frames and joint state, as if they had gone stale: the next step skips."""
+        with self._lock:
+            self._images, self._joints = {}, None
+
+    def infer(self) -> VlaAction:
+        """One control step on the latest inputs, not published; raises Skip where it must not act."""
+        return self._infer()
 
     def destroy_node(self) -> None:
         self._worker.stop()

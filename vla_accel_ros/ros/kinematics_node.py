@@ -27,7 +27,8 @@ from vla_accel_ros.kinematics import (
 from vla_accel_ros.msg import KalmanPrediction, KinematicState, VlaAction
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import OK, WARN, Health, RateMeter
-from vla_accel_ros.ros.params import KinematicsParams, declare_params
+from vla_accel_ros.params import KinematicsParams
+from vla_accel_ros.ros.params import declare_params
 from vla_accel_ros.ros.qos import episode_qos, joint_states_qos, vla_qos
 from vla_accel_ros.ros.spin import run_node
 
@@ -157,6 +158,11 @@ class KinematicsNode(Node):
         self._joint_names = None
         self._derivatives = None
         self.get_logger().info(f"filters reset: {why}")
+
+    @property
+    def joint_names(self) -> list[str] | None:
+        """The joint set the derivatives follow (the first one received after a reset), or None."""
+        return None if self._joint_names is None else list(self._joint_names)
 
     def _drop_joint_state(self, key: str, detail: str) -> None:
         self._dropped_joint_states += 1

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from vla_accel_ros.ros.params import (
+from vla_accel_ros.params import (
     NODE_PARAMS,
     ParameterError,
     read_params_files,
@@ -96,6 +96,8 @@ def parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 @dataclass
 class ProcessSpec:
+    """One process the launcher starts besides the graph's nodes (e.g. the bag player)."""
+
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)  # added to the launcher's environment
@@ -104,6 +106,11 @@ class ProcessSpec:
 
 @dataclass
 class GraphConfig:
+    """Which nodes to start, with which parameter files, overrides, namespace and remaps.
+
+    One object, so `vla-accel up`, the tests and replay start the graph the same way.
+    """
+
     nodes: Sequence[str] = ROBOT_NODES
     params_files: Sequence[Path] = ()
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

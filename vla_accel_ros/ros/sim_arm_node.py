@@ -33,7 +33,8 @@ from vla_accel_ros.control import hold_action
 from vla_accel_ros.msg import VlaAction
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
-from vla_accel_ros.ros.params import SimArmParams, declare_params
+from vla_accel_ros.params import SimArmParams
+from vla_accel_ros.ros.params import declare_params
 from vla_accel_ros.ros.qos import (
     camera_qos,
     command_qos,
@@ -77,6 +78,8 @@ def _sim_arm(task: str, image_size: int, max_steps: int) -> Arm:
 
 
 class SimArmNode(Node):
+    """The simulated arm driver (Meta-World) behind the same topics and message types as a real arm."""
+
     def __init__(self, arm_factory: ArmFactory | None = None, **kwargs: Any) -> None:
         super().__init__("sim_arm_node", **kwargs)
         self._params = declare_params(self, SimArmParams)
@@ -117,6 +120,16 @@ class SimArmNode(Node):
             self._timer = self.create_timer(min(0.05, p.hold_timeout_s / 2), self._on_lockstep_timer)
         else:
             self._timer = self.create_timer(1.0 / p.control_rate_hz, self._on_rate_timer)
+
+    @property
+    def params(self) -> SimArmParams:
+        """The live parameter values (read-only view)."""
+        return self._params.values
+
+    @property
+    def observation_stamp_ns(self) -> int:
+        """Stamp of the latest published observation: a command for it carries this image_stamp."""
+        return self._obs_stamp_ns
 
     # -- commands (callbacks store, then forward to the step) ------------------------------------------
     def _on_action(self, msg: VlaAction) -> None:

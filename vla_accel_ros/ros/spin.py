@@ -8,7 +8,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
-from vla_accel_ros.ros.params import ParameterError
+from vla_accel_ros.params import ParameterError
 
 
 def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = None) -> None:

@@ -32,6 +32,8 @@ MAX_ATTEMPTS_PER_EPISODE = 3
 
 @dataclass
 class DemoConfig:
+    """How demonstrations are recorded (episodes, seeds, image size, storage, driver), checked up front."""
+
     episodes_per_task: int = 100
     seed_start: int = 0
     image_size: int = 64
@@ -53,6 +55,8 @@ class DemoConfig:
 
 @dataclass
 class TaskResult:
+    """What recording one task produced, so a demo run reports kept and failed seeds per task."""
+
     task: str
     bag: str
     instruction: str
@@ -150,10 +154,10 @@ def generate_task(
 def _load_driver(checkpoint: str) -> Any:
     import torch
 
-    from vla_accel_ros.policy.runtime import Policy
+    from vla_accel_ros.policy.loading import policy_from_checkpoint
 
     torch.set_num_threads(1)  # one recorder per core
-    return Policy.load(checkpoint)
+    return policy_from_checkpoint(checkpoint)
 
 
 # -- parallel driver --------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ CONTROL_HZ = 80.0
 
 @dataclass
 class SimObservation:
+    """One simulator observation in the package's conventions (upright RGB, joint state, success)."""
+
     images: dict[str, np.ndarray]  # camera -> HxWx3 uint8, upright
     joint_names: list[str]
     joint_positions: np.ndarray  # float64 (9,)

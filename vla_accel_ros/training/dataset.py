@@ -15,6 +15,8 @@ from vla_accel_ros.data.episodes import Episode
 
 @dataclass
 class FrameSet:
+    """Episodes flattened into per-frame arrays, the form training batches are drawn from."""
+
     images: dict[str, np.ndarray]  # camera -> (N, H, W, 3) uint8
     joints: np.ndarray  # (N, J) float32
     actions: np.ndarray  # (N, A) float32

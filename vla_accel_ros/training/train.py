@@ -26,6 +26,8 @@ from vla_accel_ros.training.dataset import FrameSet, load_frames
 
 @dataclass
 class TrainConfig:
+    """Every setting of one policy training run, stored with the checkpoint so a run can be repeated."""
+
     data: Path
     out: Path
     epochs: int = 20

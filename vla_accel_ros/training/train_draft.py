@@ -36,6 +36,8 @@ from vla_accel_ros.training.train import _Batches, _split
 
 @dataclass
 class DraftTrainConfig:
+    """Every setting of one draft-head training run, stored beside the draft for repeatability."""
+
     checkpoint: Path
     data: Path
     out: Path
