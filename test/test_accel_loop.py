@@ -9,13 +9,7 @@ from vla_accel_ros.control.accel_loop import AccelLoop, Method
 from vla_accel_ros.control.precision_policy import PrecisionPolicy
 from vla_accel_ros.control.threshold_policy import ThresholdPolicy
 from vla_accel_ros.kinematics.calibration import calibrate
-from vla_accel_ros.kinematics.config_io import (
-    calibration_to_params,
-    kalman_filter,
-    load_params,
-    proxy_calibration,
-    write_params,
-)
+from vla_accel_ros.kinematics.config_io import calibration_to_params
 from vla_accel_ros.kinematics.kalman import ActionKalman
 from vla_accel_ros.kinematics.proxies import ProxyCalibration
 
@@ -88,15 +82,90 @@ def test_misconfigured_methods_are_refused():
 
 
 def test_calibration_round_trips_through_the_params_file(tmp_path):
+    """calibrate -> calibration.yaml -> the tables the nodes and offline runs load, value for value."""
+    from vla_accel_ros.params import GraphSettings, read_params_file, write_params_file
+    from vla_accel_ros.params.settings import default_files
+
     cal = calibrate([ramp_episode(seed=s) for s in range(5)], source="synthetic")
     path = tmp_path / "calibration.yaml"
-    write_params(path, calibration_to_params(cal), ["test"])
-    params = load_params(path)
-    pc = proxy_calibration(params)
+    write_params_file(path, calibration_to_params(cal), ["test"])
+    assert path.read_text().startswith("# test\n")
+    assert set(read_params_file(path)) == {"kinematics_node", "controller_node"}
+    graph = default_files()[0]  # config/vla_accel.yaml, then this calibration on top
+    settings = GraphSettings.load([graph, path])
+    pc = settings.kinematics.proxy_calibration()
     assert pc.mu95 == pytest.approx(cal["proxies"]["mu95"])
-    kf = kalman_filter(params, 4)
+    assert pc.window_f == cal["proxies"]["window_f"]
+    kf = settings.kinematics.compensator(4).kalman
     np.testing.assert_allclose(kf.q, cal["kalman"]["q"])
-    assert params["controller_node"]["fluctuation_lo"] < params["controller_node"]["fluctuation_hi"]
-    assert load_params(tmp_path / "absent.yaml") == {}
-    with pytest.raises(ValueError, match="calibrate"):
-        proxy_calibration({})
+    np.testing.assert_allclose(kf.r, cal["kalman"]["r"])
+    ctrl = settings.controller
+    assert ctrl.fluctuation_lo == pytest.approx(cal["threshold"]["f_lo"])
+    assert ctrl.fluctuation_lo < ctrl.fluctuation_hi
+    assert read_params_file(tmp_path / "absent.yaml", missing_ok=True) == {}
+    # an optional overlay that is absent leaves the tables' values
+    assert GraphSettings.load([graph, tmp_path / "absent.yaml"]).kinematics.mu95 != pc.mu95
+
+
+# --- the decision objects the nodes share (vla_accel_ros.control) -----------------------------------
+
+
+def test_decider_follows_the_controller_rules_for_each_decoding():
+    from vla_accel_ros.control.accel_decision import AccelDecider
+    from vla_accel_ros.params import ControllerParams
+
+    specvla = AccelDecider.from_table(ControllerParams(decoding="specvla", specvla_threshold=7.0))
+    assert (specvla.decide(0.9, 0.3).threshold, specvla.decide(0.9, 0.3).reason) == (
+        7.0,
+        "S=0.90>0.50 -> fp32; r=7.0 fixed",
+    )
+    strict = AccelDecider.from_table(ControllerParams(decoding="spec", precision_switching=False))
+    d = strict.decide(0.1, 0.3)
+    assert (d.precision, d.decoding, d.threshold, d.reason) == ("fp32", "spec", 0.0, "switching off; strict")
+    kerv = AccelDecider.from_table(ControllerParams(decoding="kerv"))
+    assert kerv.start_episode().reason == "episode start; F=nan -> r=5.0"
+
+
+def test_decide_is_the_same_until_the_next_observation():
+    policy = PrecisionPolicy(["w4a4", "w4a16"], top_threshold=0.3, table=[(0.3, "w4a4")], downgrade_after=2)
+    loop = AccelLoop(Method("dyq", precision=None), CAL, 4, precision_policy=policy)
+    loop.observe(np.array([1.0, 0.0, 0.0, -1.0], np.float32))
+    assert [loop.decide().reason for _ in range(3)] == [loop.decide().reason] * 3  # no extra hysteresis step
+
+
+def test_kinematics_step_recreates_its_filters_for_a_new_action_dimension():
+    from vla_accel_ros.control.kinematics_step import KinematicsStep
+    from vla_accel_ros.params import KinematicsParams
+
+    step = KinematicsStep.from_table(KinematicsParams())
+    assert step.action_dim is None and step.prediction() is None
+    for a in ramp_episode(3):
+        update = step.update(a)
+    assert update.prediction is not None and update.prediction.samples == 3
+    update = step.update(np.zeros(7, np.float32))
+    assert step.action_dim == 7 and update.prediction.samples == 1 and update.prediction.mean.shape == (7,)
+    with pytest.raises(ValueError, match="action_dim"):
+        step.update(np.zeros(5, np.float32))
+    assert step.action_dim == 7  # the filters of the last good dimension stay
+    step.reset()
+    assert step.last is None and step.prediction().samples == 0
+
+
+def test_command_gate_keeps_its_state_across_a_parameter_change():
+    from vla_accel_ros.control.command_gate import CommandGate
+    from vla_accel_ros.params import ControllerParams
+
+    gate = CommandGate.from_table(ControllerParams())
+    t = 10**12
+    assert gate.offer(np.array([0.1, 0.0, 0.0, 1.0]), t, t).accepted
+    refused = gate.offer(np.array([np.nan, 0.0, 0.0, 1.0]), t + 10**8, t + 10**8)
+    assert refused.hold and gate.holding
+    changed = CommandGate.from_table(ControllerParams(max_rate_hz=5.0), previous=gate)
+    assert changed.holding and changed.guard.last_gripper == 1.0 and changed.watchdog.last_kick == t * 1e-9
+    assert changed.offer(np.array([0.1, 0.0, 0.0, 1.0]), t + 10**8, t + 10**8).reason.startswith(
+        "actions faster than max_rate_hz 5"
+    )
+    changed.start_episode()
+    assert (
+        not changed.holding and changed.guard.last_gripper is None and changed.watchdog_check(t * 10) is None
+    )

@@ -274,22 +274,21 @@ def test_bench_decoding_replays_the_acceptance_at_the_realistic_size(trained, tm
     from vla_accel_ros.cli import main
 
     more = ("--realistic-frames", "3", "--realistic-layers", "1")
-    args = bench_args(trained, tmp_path, 6, 1, "ar,spec,kerv,ar-bf16", *more)
+    args = bench_args(trained, tmp_path, 6, 1, "ar,spec,kerv,ar@bf16", *more)
     assert main(args) == 0
     report = json.loads((tmp_path / "d.json").read_text())
     built_in, scaled = report["open_loop"], report["realistic"]["rows"]
     assert list(scaled) == list(built_in) and report["realistic"]["frames"] == 3
     assert all(r["pattern_reproduced"] == 1.0 and r["fallbacks"] == 0 for r in scaled.values())
     assert scaled["ar"]["target_passes_per_action"] == 3.0 and scaled["ar"]["speedup"]["vs_ar_p50"] == 1.0
-    assert scaled["ar-bf16"]["precision_shares"] == {"bf16": 1.0}
+    assert scaled["ar@bf16"]["precision_shares"] == {"bf16": 1.0}
     assert report["realistic"]["decoder_parameters"] > 1e7  # SmolLM2's 576-wide embedding, 1 layer
     assert "Realistic size: 3 of those frames" in (tmp_path / "D.md").read_text()
     pieces = report["realistic"]["pieces_ms"]
     assert pieces["prefill"] > 0 and pieces["target_pass"] > 0  # ar ran; no specvla row: no verify
 
-    # Rows on the int4 ladder (the tiny built-in cannot be quantized: too narrow for group 64) replay a
-    # KERV step at the precision the built-in ran.
-    from vla_accel_ros.commands.bench_decoding import realistic_rows
+    # Rows on the int4 ladder replay a KERV step at the precision the built-in ran.
+    from vla_accel_ros.evaluation.decoding_realistic import realistic_rows
     from vla_accel_ros.evaluation.spec_scale import replay_record, same_pattern
 
     (row,) = realistic_rows(["kerv+dyq"], layers=1)

@@ -734,7 +734,8 @@ def test_up_restarts_a_dead_child_with_restart_on_failure(tmp_path):
 
 def test_a_sensor_flood_keeps_every_queue_bounded_and_counts_what_is_dropped(tmp_path, monkeypatch):
     """Cameras at 60 Hz and joint states at 500 Hz for 10 s: bounded queues, drops counted, nodes alive."""
-    from vla_accel_ros.commands.soak import Plan, run_plan
+    from vla_accel_ros.evaluation.soak import Plan
+    from vla_accel_ros.ros.soak_run import run_plan
 
     domain = unique_domain_id()
     for key, value in ros_test_env(domain).items():

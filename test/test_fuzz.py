@@ -19,7 +19,9 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, VlaAction
 
-from vla_accel_ros.evaluation.fuzzing import BadMessages, FuzzReport, png, truncated_png, write_doc_section
+from vla_accel_ros.evaluation.fuzz_report import FuzzReport
+from vla_accel_ros.evaluation.fuzzing import BadMessages, png, truncated_png
+from vla_accel_ros.evaluation.reliability import write_doc_section
 from vla_accel_ros.ros import convert
 
 SAMPLE = 300
@@ -122,7 +124,7 @@ def test_every_callback_survives_a_fuzz_sample_and_no_bad_data_reaches_the_arm(f
     out, doc = tmp_path / "fuzz.json", tmp_path / "RELIABILITY.md"
     argv = ["fuzz", "--messages", str(SAMPLE), "--seed", "11", "--json", str(out), "--doc", str(doc)]
     if fuzz_env:
-        argv += ["--model", fuzz_env]
+        argv += ["--checkpoint", fuzz_env]
     rc = main(argv)
     data = json.loads(out.read_text())
     assert data["crash_count"] == 0, data["crashes"]
@@ -139,10 +141,10 @@ def test_every_callback_survives_a_fuzz_sample_and_no_bad_data_reaches_the_arm(f
 
 
 def test_the_oracle_catches_a_controller_that_trusts_stale_actions(fuzz_env, monkeypatch):
-    from vla_accel_ros.commands.fuzz import run_fuzz
-    from vla_accel_ros.ros.controller_node import ControllerNode
+    from vla_accel_ros.control.command_gate import CommandGate
+    from vla_accel_ros.ros.fuzz_driver import run_fuzz
 
-    monkeypatch.setattr(ControllerNode, "_image_age_problem", staticmethod(lambda *a: None))
+    monkeypatch.setattr(CommandGate, "image_problem", lambda *a: None)
     report = run_fuzz(SAMPLE, seed=11, model=fuzz_env, log=lambda _s: None)
     assert not report.crashes
     bad = [c for c in report.commands_from_bad_data if "image_" in c and "stamp" in c]

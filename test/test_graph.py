@@ -237,7 +237,7 @@ def test_up_refuses_a_bad_override_before_starting_anything():
 
 
 def test_demo_summary_table():
-    from vla_accel_ros.commands.demo import Observations, summarize
+    from vla_accel_ros.evaluation.demo_summary import Observations, summarize
 
     obs = Observations()
     obs.episodes = [

@@ -27,12 +27,12 @@ from visualization_msgs.msg import Marker, MarkerArray
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, VlaAction
 
 from vla_accel_ros.control.action_space import META_WORLD, ActionSpace
+from vla_accel_ros.params import ParameterError
 from vla_accel_ros.ros import convert as C
 from vla_accel_ros.ros.controller_node import ControllerNode
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, level_of
 from vla_accel_ros.ros.inference_node import InferenceNode
 from vla_accel_ros.ros.kinematics_node import KinematicsNode
-from vla_accel_ros.params import ParameterError
 from vla_accel_ros.ros.qos import (
     camera_qos,
     command_qos,
@@ -546,7 +546,7 @@ def test_controller_watchdog_holds_then_resumes(ros):
     ros.probe.create_timer(0.05, lambda: pub.publish(raw_action(now_ns(ros))))
     assert ros.spin_until(lambda: any(list(c.action)[0] == pytest.approx(0.2) for c in commands[3:]), 5.0)
     diags.wait("controller_node", OK, "commanding the arm")
-    assert not node._holding
+    assert not node.holding
 
 
 def test_controller_no_hold_before_the_first_action(ros):

@@ -16,8 +16,8 @@ from rclpy.parameter import Parameter
 from ros_fixtures import ros_harness, ros_test_env, unique_domain_id
 
 from vla_accel_ros import params as P
-from vla_accel_ros.ros.params import ROS_TYPES, declare_params, descriptor
 from vla_accel_ros.ros.launcher import parse_set
+from vla_accel_ros.ros.params import ROS_TYPES, declare_params, descriptor
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"

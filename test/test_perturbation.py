@@ -48,16 +48,39 @@ def test_same_mode_at_the_probe_step_reproduces_the_reference_exactly():
     """The study rests on deterministic rollouts: perturbing with the top mode itself moves nothing."""
     from vla_accel_ros.evaluation.methods import load_settings
     from vla_accel_ros.evaluation.perturbation import probe_layout
-    from vla_accel_ros.kinematics.config_io import proxy_calibration
-    from vla_accel_ros.policy.runtime import Policy
-    from vla_accel_ros.quant import quantize_policy
+    from vla_accel_ros.policy.builder import PolicySpec, build_policy
 
-    policy = Policy.load(None)
-    quantize_policy(policy, group=32)
-    cal = proxy_calibration(load_settings())
+    policy = build_policy(PolicySpec(precision_ladder="int4"))  # the graph's group size (32)
+    cal = load_settings().kinematics.proxy_calibration()
     top = policy.precisions[-1]
     same = probe_layout(policy, "reach", 0, cal, top, top, probe_every=4, horizon=3, max_steps=16)
     assert same and all(p.sensitivity == 0.0 for p in same)
     low = probe_layout(policy, "reach", 0, cal, "w4a4-emu", top, probe_every=4, horizon=3, max_steps=16)
     assert [p.step for p in low] == [p.step for p in same]
     assert all(np.isfinite([p.score, p.fineness, p.jerk]).all() for p in low)
+
+
+def test_the_study_ladders_at_the_graphs_group_and_writes_the_overlay_the_graph_loads(tmp_path):
+    """calibrate-dyq's policy is the inference node's (same table, int4 ladder, group 32 unless --group),
+    and its overlay is a params file the graph's settings load into a working DyQ table."""
+    from vla_accel_ros.evaluation.methods import load_settings
+    from vla_accel_ros.evaluation.perturbation import Study, dyq_overlay
+    from vla_accel_ros.params import QUANT_GROUP_SIZE, GraphSettings, write_params_file
+    from vla_accel_ros.params.settings import default_files
+    from vla_accel_ros.policy.builder import PolicySpec
+
+    graph = load_settings()
+    spec = PolicySpec.from_params(graph.inference, precision_ladder="int4")
+    study = Study(spec, graph.kinematics.proxy_calibration(), "w4a4-emu")
+    assert QUANT_GROUP_SIZE == 32 and study.settings()["group"] == graph.inference.quant_group_size == 32
+    scores = np.linspace(0.0, 1.0, 50)
+    summary = summarize(_probes(scores, np.where(scores > 0.6, 0.01, 0.001)), MODES, tolerance=0.005, bins=5)
+    path = tmp_path / "dyq.yaml"
+    write_params_file(path, dyq_overlay(summary, 32), ["test"])
+    settings = GraphSettings.load([*default_files(), path])
+    assert settings.inference.precision_ladder == "int4" and settings.inference.quant_group_size == 32
+    ctrl = settings.controller
+    assert ctrl.precision_switching and list(ctrl.precision_modes) == MODES
+    assert ctrl.top_threshold == pytest.approx(0.6, abs=1e-6)
+    policy = ctrl.precision_policy()  # the table is one the controller accepts
+    assert policy is not None

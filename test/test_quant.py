@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vla_accel_ros.decoding.common import action_argmax
+from vla_accel_ros.evaluation.reporting import machine_info
 from vla_accel_ros.policy.config import VlaConfig
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
@@ -27,7 +28,7 @@ from vla_accel_ros.quant import (
 )
 from vla_accel_ros.quant import ladder as ladder_module
 from vla_accel_ros.quant.activation import fake_quantize
-from vla_accel_ros.quant.benchmark import BenchSettings, bench_section, machine_info, random_observations
+from vla_accel_ros.quant.benchmark import BenchSettings, bench_section, random_observations
 from vla_accel_ros.quant.int4 import quantize_groups, quantize_int4
 from vla_accel_ros.quant.ladder import DECODER_LINEARS, find_linears
 from vla_accel_ros.quant.memory import held_tensors, module_bytes
@@ -444,9 +445,9 @@ def test_benchmark_section_renders_a_report():
 @pytest.mark.parametrize("ladder", ["int4", "int4-whole"])
 def test_inference_node_loader_serves_the_int4_ladder_when_configured(one_thread, ladder):
     """precision_ladder: int4 makes the node's policy serve every ladder mode; 'none' only fp32."""
+    from vla_accel_ros.params import InferenceParams
     from vla_accel_ros.quant import DEFAULT_MODES
     from vla_accel_ros.ros.inference_node import load_policy
-    from vla_accel_ros.params import InferenceParams
 
     plain, _ = load_policy(InferenceParams.from_mapping({"num_threads": 1}))
     assert plain.precisions == ["fp32"]

@@ -124,10 +124,13 @@ def test_replay_writes_bags_metrics_and_plots(demo_bag, checkpoint, tmp_path, ca
     # Not silently swapped for ar: reported with the reason.
     assert metrics["methods"]["kerv"] == {"available": False, "reason": metrics["methods"]["kerv"]["reason"]}
     assert "draft" in metrics["methods"]["kerv"]["reason"]
-    assert "precision ladder" in metrics["methods"]["dyq"]["reason"]
+    # the graph's int4 group (32) fits the tiny model: DyQ runs on its ladder copy
+    dyq = metrics["methods"]["dyq"]
+    assert dyq["available"] and dyq["policy"] == "int4 ladder"
+    assert set(dyq["precision_counts"]) <= {"w4a4-emu", "w4a8-emu", "w4a16"}
     assert "skipped" in capsys.readouterr().out
     plots = sorted(p.name for p in (out / "plots").iterdir())
-    assert plots == ["action_error.png", "latency_hist.png", "timeline_ar.png"]
+    assert plots == ["action_error.png", "latency_hist.png", "timeline_ar.png", "timeline_dyq.png"]
     assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
 
     # The output bag: every topic once per step, readable by rosbags and by rclpy.
@@ -184,8 +187,8 @@ def test_speculative_methods_with_a_draft(draft_checkpoint, tmp_path, capsys):
         assert m[name]["available"] and m[name]["fallback"]["steps"] == 0
         assert m[name]["acceptance"]["draft_tokens"] > 0
     assert m["spec"]["kalman_fill_rate"] == 0.0
-    params = load_settings()["controller_node"]
-    assert all(params["r_min"] <= r <= params["r_max"] for r in m["kerv"]["timeline"]["threshold"])
+    ctrl = load_settings().controller
+    assert all(ctrl.r_min <= r <= ctrl.r_max for r in m["kerv"]["timeline"]["threshold"])
     topics = read_topics(out / m["kerv"]["bag"])
     decodings = {TS.deserialize_cdr(raw, t).decoding for _, raw, t in topics["/vla/accel_config"]}
     assert decodings == {"kerv"}
@@ -209,9 +212,9 @@ def ladder_checkpoint(tmp_path_factory) -> Path:
 
 ALL = [
     "ar",
-    "static:w4a4-emu",
-    "static:w4a8-emu",
-    "static:w4a16",
+    "ar@w4a4-emu",
+    "ar@w4a8-emu",
+    "ar@w4a16",
     "dyq",
     "spec",
     "specvla",
@@ -247,8 +250,9 @@ def test_every_method_replays_a_small_bag(ladder_checkpoint, tmp_path, capsys):
     m = metrics["methods"]
     assert m["ar"]["policy"] == "as loaded" and m["ar"]["precision_counts"] == {"fp32": 8}
     for mode in ("w4a4-emu", "w4a8-emu", "w4a16"):
-        assert m[f"static:{mode}"]["policy"] == "int4 ladder"
-        assert m[f"static:{mode}"]["precision_counts"] == {mode: 8}
+        assert m[f"ar@{mode}"]["policy"] == "int4 ladder"
+        assert m[f"ar@{mode}"]["precision_counts"] == {mode: 8}
+        assert (out / "bags" / f"ar@{mode}" / "metadata.yaml").is_file()
     for name in ("dyq", "kerv+dyq"):
         assert set(m[name]["precision_counts"]) <= {"w4a4-emu", "w4a8-emu", "w4a16"}
         assert m[name]["timeline"]["precision"][0] == "w4a16"  # no kinematics yet: the top mode
@@ -257,6 +261,7 @@ def test_every_method_replays_a_small_bag(ladder_checkpoint, tmp_path, capsys):
     assert m["ar"]["acceptance"]["rate"] is None
     plots = {p.name for p in (out / "plots").iterdir()}
     assert {"latency_hist.png", "action_error.png", "timeline_dyq.png", "timeline_kerv+dyq.png"} <= plots
+    assert "timeline_ar@w4a16.png" in plots
     assert len(plots) == len(ALL) + 2
     assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
 
@@ -272,7 +277,7 @@ def test_max_episodes_and_mode_shorthands(ladder_checkpoint, tmp_path, capsys):
             "--checkpoint",
             str(ladder_checkpoint),
             "--methods",
-            "w4a16,fp32,static:w4a16",
+            "w4a16,fp32,ar@w4a16",
             "--max-episodes",
             "2",
             "--out",
@@ -283,17 +288,19 @@ def test_max_episodes_and_mode_shorthands(ladder_checkpoint, tmp_path, capsys):
     )
     assert rc == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics["methods"]) == ["static:w4a16", "static:fp32"]  # duplicates dropped
+    assert list(metrics["methods"]) == ["ar@w4a16", "ar@fp32"]  # duplicates dropped
     assert metrics["episodes"] == 2 and metrics["steps"] == 6
 
 
 def test_method_names_expand_and_unknown_ones_fail(capsys, tmp_path):
     from vla_accel_ros.evaluation.methods import expand
 
-    assert expand(["static"]) == ["static:w4a4-emu", "static:w4a8-emu", "static:w4a16"]
-    assert expand(["ar", "w4a8-emu", "kerv+dyq"]) == ["ar", "static:w4a8-emu", "kerv+dyq"]
+    assert expand(["static"]) == ["ar@w4a4-emu", "ar@w4a8-emu", "ar@w4a16"]
+    assert expand(["ar", "w4a8-emu", "kerv+dyq"]) == ["ar", "ar@w4a8-emu", "kerv+dyq"]
     with pytest.raises(ValueError, match="unknown method 'turbo'"):
         expand(["turbo"])
+    with pytest.raises(ValueError, match="unknown method 'static:w4a16'"):  # the old spelling is gone
+        expand(["static:w4a16"])
     rc = main(["replay", str(tmp_path), "--methods", "ar,turbo", "--out", str(tmp_path / "o")])
     assert rc == 2 and "unknown method 'turbo'" in capsys.readouterr().err
 
@@ -302,13 +309,13 @@ def test_ladder_settings_keep_a_served_table_and_replace_a_foreign_one(tmp_path)
     from vla_accel_ros.evaluation.methods import ladder_settings
 
     modes = ["w4a4-emu", "w4a8-emu", "w4a16"]
-    params = load_settings()
+    settings = load_settings()
     # without a dyq overlay: [0, top_threshold] split evenly over the lower modes
-    adapted, note = ladder_settings(params, modes, tmp_path / "none.yaml")
-    ctrl = adapted["controller_node"]
-    assert ctrl["precision_modes"] == modes and ctrl["precision_table_modes"] == modes[:2]
-    assert ctrl["precision_table_bounds"][-1] == ctrl["top_threshold"] and "DyQ table" in note
-    assert params["controller_node"]["precision_modes"] == ["fp32"]  # the caller's dict is untouched
+    adapted, note = ladder_settings(settings, modes, tmp_path / "none.yaml")
+    ctrl = adapted.controller
+    assert list(ctrl.precision_modes) == modes and list(ctrl.precision_table_modes) == modes[:2]
+    assert ctrl.precision_table_bounds[-1] == ctrl.top_threshold and "DyQ table" in note
+    assert list(settings.controller.precision_modes) == ["fp32"]  # the caller's settings are untouched
     assert ladder_settings(adapted, modes) == (adapted, None)
     # with one (as calibrate-dyq writes it): its table
     overlay = tmp_path / "dyq.yaml"
@@ -317,10 +324,64 @@ def test_ladder_settings_keep_a_served_table_and_replace_a_foreign_one(tmp_path)
         "    top_threshold: 0.3\n    precision_table_bounds: [0.1, 0.3]\n"
         "    precision_table_modes: [w4a4-emu, w4a8-emu]\n"
     )
-    adapted, note = ladder_settings(params, modes, overlay)
-    ctrl = adapted["controller_node"]
-    assert ctrl["top_threshold"] == 0.3 and ctrl["precision_table_bounds"] == [0.1, 0.3]
+    adapted, note = ladder_settings(settings, modes, overlay)
+    ctrl = adapted.controller
+    assert ctrl.top_threshold == 0.3 and list(ctrl.precision_table_bounds) == [0.1, 0.3]
     assert "dyq.yaml" in note
+
+
+def test_config_dir_gives_the_graphs_settings_to_every_method(ladder_checkpoint, tmp_path, capsys):
+    """--config DIR: the tables come from DIR's params files (vla_accel.yaml, calibration.yaml), and the
+    DyQ methods' table from DIR/dyq.yaml, as `vla-accel up` would load them: no default is re-spelled."""
+    import shutil
+
+    from vla_accel_ros.params import write_params_file
+    from vla_accel_ros.params.files import config_dir
+
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    shutil.copy(config_dir() / "vla_accel.yaml", cfg / "vla_accel.yaml")
+    write_params_file(cfg / "calibration.yaml", {"controller_node": {"specvla_threshold": 3.0}}, ["test"])
+    table = {
+        "precision_modes": ["w4a4-emu", "w4a8-emu", "w4a16"],
+        "top_threshold": 0.375,
+        "precision_table_bounds": [0.125, 0.375],
+        "precision_table_modes": ["w4a4-emu", "w4a8-emu"],
+    }
+    write_params_file(cfg / "dyq.yaml", {"controller_node": table}, ["test"])
+    bag = tmp_path / "bag"
+    write_episodes(bag, episodes(n=1, steps=4))
+    out = tmp_path / "out"
+    argv = ["replay", str(bag), "--checkpoint", str(ladder_checkpoint), "--methods", "specvla,dyq"]
+    rc = main([*argv, "--config", str(cfg), "--out", str(out), "--quiet", "--no-plots"])
+    assert rc == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["methods"]["specvla"]["timeline"]["threshold"] == [3.0] * 4  # not the table's 9
+    assert any("dyq.yaml" in n and "top_threshold 0.375" in n for n in metrics["notes"])
+    assert metrics["settings"] == "vla_accel.yaml + calibration.yaml"
+
+
+def config_with(folder: Path, node: str, **values) -> Path:
+    """A config dir: the shipped vla_accel.yaml with some of one node's parameters changed."""
+    from vla_accel_ros.params import read_params_file, write_params_file
+    from vla_accel_ros.params.files import config_dir
+
+    sections = read_params_file(config_dir() / "vla_accel.yaml")
+    sections[node].update(values)
+    folder.mkdir(parents=True)
+    write_params_file(folder / "vla_accel.yaml", sections, ["test config"])
+    return folder
+
+
+def test_the_ladders_group_size_comes_from_the_config(demo_bag, checkpoint, tmp_path, capsys):
+    """inference_node.quant_group_size is the ladder's group offline too: at 64 the tiny model (32 wide)
+    cannot be laddered, and the DyQ row says so instead of running another model."""
+    cfg = config_with(tmp_path / "cfg", "inference_node", quant_group_size=64)
+    out = tmp_path / "out"
+    argv = ["replay", str(demo_bag), "--checkpoint", str(checkpoint), "--methods", "ar,dyq"]
+    assert main([*argv, "--config", str(cfg), "--out", str(out), "--quiet", "--no-plots"]) == 0
+    dyq = json.loads((out / "metrics.json").read_text())["methods"]["dyq"]
+    assert not dyq["available"] and "precision ladder" in dyq["reason"] and "group 64" in dyq["reason"]
 
 
 def test_builtin_checkpoint_ships_its_draft_and_a_given_draft_replaces_it(tmp_path):
@@ -333,9 +394,9 @@ def test_builtin_checkpoint_ships_its_draft_and_a_given_draft_replaces_it(tmp_pa
     shipped = policy.draft
     torch.manual_seed(0)
     save_draft(EagleDraft(DraftConfig.for_target(policy.model), policy.model).eval(), tmp_path / "d")
-    methods.attach_draft(policy, "builtin", tmp_path / "d")
+    methods.attach_draft(policy, tmp_path / "d")
     assert policy.draft is not None and policy.draft is not shipped
-    methods.attach_draft(policy, "builtin", tmp_path / "missing")
+    methods.attach_draft(policy, tmp_path / "missing")
     assert policy.draft is None and policy.draft_error
 
 
@@ -370,21 +431,25 @@ def test_without_reference_actions_the_loop_sees_the_policy_action(demo_bag, che
 
 
 def test_precision_ladder_makes_dyq_available(tmp_path):
+    from vla_accel_ros.params import QUANT_GROUP_SIZE
     from vla_accel_ros.quant import get_ladder, quantize_model
 
     torch.manual_seed(0)
     model = VlaModel(tiny_config(hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128)).eval()
-    quantize_model(model, group=64)
+    quantize_model(model, group=QUANT_GROUP_SIZE)
     policy = Policy(model)
     policy.enable_ladder(get_ladder(model))
-    modes = policy.precisions
-    params = load_settings()
-    ctrl = params["controller_node"]
-    ctrl.update(precision_modes=modes, precision_table_bounds=[0.2, 0.5], precision_table_modes=modes[:2])
+    modes = tuple(policy.precisions)
+    settings = load_settings().with_values(
+        "controller_node",
+        precision_modes=modes,
+        precision_table_bounds=(0.2, 0.5),
+        precision_table_modes=modes[:2],
+    )
     bag = tmp_path / "bag"
     write_episodes(bag, episodes(n=1, steps=8))
     report = replay_to(
-        bag, policy, ["dyq", "ar"], tmp_path / "out", params=params, progress=False, plots=False
+        bag, policy, ["dyq", "ar"], tmp_path / "out", settings=settings, progress=False, plots=False
     )
     dyq = report["methods"]["dyq"]
     assert dyq["available"] and set(dyq["precision_counts"]) <= set(modes)
@@ -633,6 +698,8 @@ def _bench_argv(bag: Path, checkpoint: Path, tmp_path: Path) -> list[str]:
         "5",
         "--methods",
         "ar,dyq,kerv,kerv+dyq",
+        "--config",
+        str(config_with(tmp_path / "cfg", "inference_node", quant_group_size=64)),  # no ladder for the model
         "--work",
         str(tmp_path / "work"),
         "--markdown",

@@ -182,7 +182,17 @@ def test_demos_command(tmp_path, capsys) -> None:
 
     from vla_accel_ros.cli import main
 
-    argv = ["demos", "--out", str(tmp_path), "--tasks", "reach", "--episodes-per-task", "1", "--workers", "1"]
+    argv = [
+        "collect-demos",
+        "--out",
+        str(tmp_path),
+        "--tasks",
+        "reach",
+        "--episodes-per-task",
+        "1",
+        "--workers",
+        "1",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "1 episodes kept, 0 failed" in out and "sim steps/s" in out
@@ -190,7 +200,7 @@ def test_demos_command(tmp_path, capsys) -> None:
     assert manifest["tasks"]["reach-v3"]["seeds"] == [0] and manifest["image_size"] == 64
     assert set(manifest["cameras"]) == {"corner", "wrist"} and manifest["total_frames"] > 0
     assert main(argv) == 2  # refuses to overwrite without --overwrite
-    assert main(["demos", "--out", str(tmp_path), "--seed-start", str(EVAL_SEED_BASE)]) == 2
+    assert main(["collect-demos", "--out", str(tmp_path), "--seed-start", str(EVAL_SEED_BASE)]) == 2
 
 
 def test_dagger_round_records_expert_labels_along_the_drivers_path(tmp_path) -> None:

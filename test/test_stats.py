@@ -256,9 +256,9 @@ def _stats_file(path: Path, n_action: int, n_state: int, lo: float = -2.0, hi: f
 def test_inference_node_takes_the_robots_statistics_file(tmp_path):
     """norm_stats_file replaces the checkpoint's action range and proprio statistics (the speculative
     decoders included); a file of other dimensions stops the model load with the reason."""
+    from vla_accel_ros.params import InferenceParams
     from vla_accel_ros.policy.runtime import PolicyInput
     from vla_accel_ros.ros.inference_node import load_policy
-    from vla_accel_ros.params import InferenceParams
 
     good = _stats_file(tmp_path / "good.json", 4, 9)
     policy, _ = load_policy(InferenceParams.from_mapping({"norm_stats_file": str(good), "num_threads": 1}))

@@ -15,7 +15,7 @@ mkdir -p "$WORK"
 for task in $TASKS; do
   for chunk in 0 1 2; do
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-    vla-accel demos --out "$WORK/demos/c$chunk" --tasks "$task" --episodes-per-task 80 \
+    vla-accel collect-demos --out "$WORK/demos/c$chunk" --tasks "$task" --episodes-per-task 80 \
       --seed-start $((chunk * 1000)) --workers 1 > "$WORK/demos_${task}_$chunk.log" 2>&1 &
   done
 done
@@ -25,11 +25,11 @@ vla-accel train --data "$WORK/demos" --out "$WORK/model" --epochs 30 --batch-siz
 # One DAgger round: the trained policy drives reach, push and pick-place (its weakest tasks) on fresh
 # seeds while the expert labels every state it visits; then a short fine-tune on those episodes mixed
 # with 100 expert demonstrations per task (seeds 0-99), keeping the checkpoint's statistics.
-vla-accel demos --out "$WORK/ft/dagger/a" --tasks reach-v3 --episodes-per-task 60 --seed-start 3000 \
+vla-accel collect-demos --out "$WORK/ft/dagger/a" --tasks reach-v3 --episodes-per-task 60 --seed-start 3000 \
   --workers 1 --driver "$WORK/model" > "$WORK/dagger_a.log" 2>&1 &
-vla-accel demos --out "$WORK/ft/dagger/b" --tasks push-v3,pick-place-v3 --episodes-per-task 35 \
+vla-accel collect-demos --out "$WORK/ft/dagger/b" --tasks push-v3,pick-place-v3 --episodes-per-task 35 \
   --seed-start 3000 --workers 1 --driver "$WORK/model" > "$WORK/dagger_b.log" 2>&1 &
-vla-accel demos --out "$WORK/ft/expert" --episodes-per-task 100 --workers 2 > "$WORK/expert100.log" 2>&1 &
+vla-accel collect-demos --out "$WORK/ft/expert" --episodes-per-task 100 --workers 2 > "$WORK/expert100.log" 2>&1 &
 wait
 vla-accel train --data "$WORK/ft" --out "$WORK/model_dagger" \
   --init "$WORK/model" --epochs 2 --batch-size 128 --lr 3e-4 --device "$DEVICE"

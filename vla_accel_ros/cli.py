@@ -17,14 +17,14 @@ import sys
 from vla_accel_ros import commands
 
 
-def _command_names() -> list[str]:
+def command_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-accel", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _command_names():
+    for name in command_names():
         sub.add_parser(name.replace("_", "-"), help=_help_of(name), add_help=False)
     return parser
 
@@ -42,7 +42,7 @@ def _help_of(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    names = {n.replace("_", "-"): n for n in _command_names()}
+    names = {n.replace("_", "-"): n for n in command_names()}
     if not argv or argv[0] not in names:
         build_parser().print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 from pathlib import Path
 
 HELP = "run the benchmark commands (--run) and assemble docs/BENCHMARKS.md from their tables"
@@ -32,7 +30,7 @@ SECTIONS = [
     (
         "DyQ in closed loop",
         "docs/DYQ.md",
-        "vla-accel bench-decoding --methods ar-bf16,ar@w4a16,ar@w4a8-emu,ar@w4a4-emu,dyq --closed-loop ...",
+        "vla-accel bench-decoding --methods ar@bf16,ar@w4a16,ar@w4a8-emu,ar@w4a4-emu,dyq --closed-loop ...",
     ),
     ("Speculative decoding and KERV", "docs/DECODING.md", "vla-accel bench-decoding"),
     (
@@ -45,20 +43,6 @@ SECTIONS = [
 ]
 
 
-def write_block(path: Path, name: str, block: str, title: str) -> None:
-    """Put a command's results between `<!-- name:begin -->` and `<!-- name:end -->` in `path`, keeping
-    the hand-written text around them (a new file starts with `title`)."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.is_file() else title
-    body = f"{begin}\n{block}{end}"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + body + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run",
@@ -69,27 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"))
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
-        f"no GPU"
-        if not torch.cuda.is_available()
-        else f"{cpu}, GPU {torch.cuda.get_device_name(0)}"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from vla_accel_ros import cli
+    from vla_accel_ros.evaluation.reporting import machine_summary
 
     for name in filter(None, args.run.split(",")):
         rc = cli.main([name.strip()])
@@ -99,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     parts = [
         "# Benchmarks",
         "",
-        f"Assembled by `vla-accel bench` on {dt.date.today().isoformat()}. Machine: {machine()}.",
+        f"Assembled by `vla-accel bench` on {dt.date.today().isoformat()}. Machine: {machine_summary()}.",
         "These shared machines vary 20-50 % between runs: compare rows of one table (measured side by "
         "side in one run), not numbers across tables.",
         "",

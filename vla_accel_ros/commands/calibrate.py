@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.data.bag_io import read_episodes
     from vla_accel_ros.kinematics.calibration import calibrate
-    from vla_accel_ros.kinematics.config_io import calibration_to_params, write_params
+    from vla_accel_ros.kinematics.config_io import calibration_to_params
+    from vla_accel_ros.params import write_params_file
     from vla_accel_ros.training.dataset import bag_dirs
 
     dirs = bag_dirs(args.data)
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         f"Kalman one-step MAE per dim {[round(v, 4) for v in cal['kalman']['one_step_mae']]} vs repeat-last "
         f"{[round(v, 4) for v in cal['kalman']['repeat_last_mae']]}",
     ]
-    write_params(args.out, calibration_to_params(cal), header)
+    write_params_file(args.out, calibration_to_params(cal), header)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(cal, indent=1))
     print("\n".join(header))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,63 +27,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-steps", type=int, default=120)
     add("--low", default="w4a4-emu", help="mode of the perturbed step")
     add("--tolerance", type=float, default=0.001, help="mean hand deviation (m) one low step may cause")
-    add("--group", type=int, default=32, help="int4 group size of the ladder")
+    add("--group", type=int, default=None, help="int4 group size of the ladder (default: the graph's)")
+    add("--config", type=Path, default=None, help="config dir of the graph's params (default: config/)")
     add("--workers", type=int, default=2)
     add("--out", type=Path, default=Path("config/dyq.yaml"))
     add("--report", type=Path, default=Path("docs/results/perturbation.json"))
 
 
-def _worker(args: tuple) -> list[dict]:
-    checkpoint, jobs, settings = args
-    import torch
-
-    from vla_accel_ros.evaluation.methods import load_settings
-    from vla_accel_ros.evaluation.perturbation import probe_layout, probes_as_dicts
-    from vla_accel_ros.kinematics.config_io import proxy_calibration
-    from vla_accel_ros.policy.loading import policy_from_checkpoint
-    from vla_accel_ros.quant import quantize_policy
-
-    torch.set_num_threads(1)
-    policy = policy_from_checkpoint(None if checkpoint == "builtin" else checkpoint)
-    quantize_policy(policy, group=settings["group"])
-    cal = proxy_calibration(load_settings())
-    top = policy.precisions[-1]
-    out = []
-    for task, seed in jobs:
-        probes = probe_layout(
-            policy,
-            task,
-            seed,
-            cal,
-            settings["low"],
-            top,
-            settings["probe_every"],
-            settings["horizon"],
-            settings["max_steps"],
-            policy.config.image_size,
-        )
-        out.extend(probes_as_dicts(probes))
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from vla_accel_ros.evaluation.perturbation import Probe, summarize
-    from vla_accel_ros.kinematics.config_io import write_params
-    from vla_accel_ros.quant import DEFAULT_MODES
+    from vla_accel_ros.evaluation.methods import ladder_modes, load_settings
+    from vla_accel_ros.evaluation.perturbation import Study, dyq_overlay, run_study, summarize
+    from vla_accel_ros.params import write_params_file
+    from vla_accel_ros.policy.builder import PolicySpec
     from vla_accel_ros.sim.tasks import parse_task_list
 
-    modes = [m.name for m in DEFAULT_MODES]
+    modes = ladder_modes()
     if args.low not in modes[:-1]:
         print(f"--low must be one of {modes[:-1]}")
         return 2
+    graph = load_settings(args.config)
+    group = graph.inference.quant_group_size if args.group is None else args.group
+    spec = PolicySpec.from_params(
+        graph.inference, checkpoint=args.checkpoint, precision_ladder="int4", quant_group_size=group
+    )
+    study = Study(
+        spec, graph.kinematics.proxy_calibration(), args.low, args.probe_every, args.horizon, args.max_steps
+    )
+    settings = study.settings()
     tasks = parse_task_list(args.tasks)
     jobs = [(t, s) for t in tasks for s in range(args.seeds)]
-    settings = {k: getattr(args, k) for k in ("low", "probe_every", "horizon", "max_steps", "group")}
     t0 = time.monotonic()
-    chunks = [jobs[i :: args.workers] for i in range(args.workers)]
-    with mp.get_context("spawn").Pool(args.workers) as pool:
-        parts = pool.map(_worker, [(args.checkpoint, c, settings) for c in chunks if c])
-    probes = [Probe(**d) for part in parts for d in part]
+    probes = run_study(study, jobs, args.workers)
     summary = summarize(probes, modes, args.tolerance)
     command = "vla-accel calibrate-dyq " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "func"
@@ -107,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         "DyQ overlay, written by `vla-accel calibrate-dyq`; do not edit by hand (re-run the command).",
         "Serves the int4 precision ladder (one stored int4 copy of the decoder) and lets the controller pick",
         "each step's mode from the kinematic sensitivity S:",
-        "  vla-accel up --sim --params-file config/vla_accel.yaml config/sim.yaml config/dyq.yaml",
+        "  vla-accel up --sim --params-file config/vla_accel.yaml config/calibration.yaml \\",
+        "    config/sim.yaml config/dyq.yaml",
         f"Perturbation study ({report['date']}, {args.checkpoint}): {len(probes)} probes on {len(jobs)} "
         f"demonstration layouts; one {args.low} step, hand moved {summary['sensitivity_m']['median']:.4f} m "
         f"(median) after {args.horizon} steps; tolerance {summary['tolerance_m']:.4f} m.",
@@ -115,13 +89,7 @@ def run(args: argparse.Namespace) -> int:
         + ", ".join(f"{k} {v['pearson']:.2f}" for k, v in corr.items())
         + f" (details: {args.report}).",
     ]
-    params = {
-        "/**/inference_node": {
-            "ros__parameters": {"precision_ladder": "int4", "quant_group_size": args.group}
-        },
-        "/**/controller_node": {"ros__parameters": {"precision_switching": True, **table}},
-    }
-    write_params(args.out, params, header)
+    write_params_file(args.out, dyq_overlay(summary, group), header)
     print("\n".join(header))
     print(json.dumps({"table": table, "score_bins": summary["score_bins"]}, indent=1))
     print(f"wrote {args.out} and {args.report} in {report['seconds']:.0f} s")

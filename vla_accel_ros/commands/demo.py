@@ -8,7 +8,7 @@ command: it keeps DDS discovery on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=L
 random ROS_DOMAIN_ID unless they are set.
 
     vla-accel demo                          # one episode of each of the six tasks
-    vla-accel demo --task push --episodes 5
+    vla-accel demo --tasks push --episodes 5
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ HELP = "Closed-loop demo: simulated arm + the three nodes + the built-in model, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=1, help="episodes per task (default 1)")
-    parser.add_argument("--task", default="all", help="task name, comma-separated names, or 'all' (default)")
+    parser.add_argument("--tasks", default="all", help="task name, comma-separated names, or 'all' (default)")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument(
         "--startup-timeout",
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fail if no action comes out within this many seconds of the start",
     )
     parser.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: sim.yaml)")
-    parser.add_argument("--model", default=None, help="checkpoint directory (default: the built-in model)")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint folder (default: builtin)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.evaluation.demo_summary import summarize
     from vla_accel_ros.params import ParameterError
+    from vla_accel_ros.policy.builtin import is_builtin
     from vla_accel_ros.ros.demo_monitor import demo_overrides, run_graph, sim_env
     from vla_accel_ros.ros.launcher import SIM_NODES, Graph, GraphConfig, default_params_files, parse_set
     from vla_accel_ros.sim.tasks import parse_task_list
@@ -57,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
         print("error: --episodes must be >= 1", file=sys.stderr)
         return 2
     try:
-        tasks = parse_task_list(args.task)
+        tasks = parse_task_list(args.tasks)
         overrides = parse_set(args.overrides)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     total = args.episodes * len(tasks)
-    model = str(Path(args.model).resolve()) if args.model is not None else None
+    model = None if is_builtin(args.checkpoint) else str(Path(args.checkpoint).resolve())
     overrides = demo_overrides(overrides, tasks, total, args.max_steps, model)
     log_tail: collections.deque[str] = collections.deque(maxlen=60)
 

@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_accel_ros.commands.bench import write_block
     from vla_accel_ros.evaluation.closed_loop import evaluate, markdown_table, write_report
+    from vla_accel_ros.evaluation.reporting import write_block
     from vla_accel_ros.sim.tasks import EVAL_SEED_BASE, parse_task_list
 
     report = evaluate(

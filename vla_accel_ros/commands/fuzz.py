@@ -28,17 +28,17 @@ from pathlib import Path
 
 HELP = "Feed >= 10,000 malformed messages into every node's callbacks: crashes, commands from bad data"
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=10_000, help="bad messages in all (default 10000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--model", default=None, help="checkpoint (default: built-in, else a random stand-in)"
+        "--checkpoint",
+        default=None,
+        help="checkpoint folder or 'builtin' (default: builtin, else a stand-in)",
     )
-    parser.add_argument("--json", type=Path, default=REPO / "docs" / "results" / "reliability_fuzz.json")
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "RELIABILITY.md")
+    parser.add_argument("--json", type=Path, default=Path("docs/results/reliability_fuzz.json"))
+    parser.add_argument("--doc", type=Path, default=Path("docs/RELIABILITY.md"))
     parser.add_argument("--no-write", action="store_true", help="print the report only")
 
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.evaluation.fuzz_report import write_fuzz_results
     from vla_accel_ros.ros.fuzz_driver import run_fuzz
 
-    report = run_fuzz(args.messages, args.seed, args.model, log=lambda s: print(s, flush=True))
+    report = run_fuzz(args.messages, args.seed, args.checkpoint, log=lambda s: print(s, flush=True))
     text = report.markdown()
     print(text)
     if not args.no_write:

@@ -29,8 +29,6 @@ from pathlib import Path
 
 HELP = "Sensor load (60 Hz cameras, 500 Hz joints) and an accelerated soak: drops, rate, memory, latency"
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("load", "soak", "both"), default="both")
@@ -44,11 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-hz", type=float, default=10.0, help="inference rate (timer trigger)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument(
-        "--model", default=None, help="checkpoint (default: built-in, else a random stand-in)"
+        "--checkpoint",
+        default=None,
+        help="checkpoint folder or 'builtin' (default: builtin, else a stand-in)",
     )
     parser.add_argument("--nice", type=int, default=10, help="niceness of this process and the nodes")
-    parser.add_argument("--json-dir", type=Path, default=REPO / "docs" / "results")
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "RELIABILITY.md")
+    parser.add_argument("--json-dir", type=Path, default=Path("docs/results"))
+    parser.add_argument("--doc", type=Path, default=Path("docs/RELIABILITY.md"))
     parser.add_argument("--no-write", action="store_true")
 
 
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         )
     ok = True
     with tempfile.TemporaryDirectory(prefix="vla-soak-") as tmp:
-        model, note = resolve_model(args.model, Path(tmp))
+        model, note = resolve_model(args.checkpoint, Path(tmp))
         for plan in plans:
             report = run_plan(plan, model, log=lambda s: print(s, flush=True))
             if note:

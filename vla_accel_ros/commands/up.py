@@ -2,7 +2,7 @@
 
 vla-accel up                                   # robot: inference, kinematics, controller (dry run)
 vla-accel up --sim                             # + the simulated arm, with config/sim.yaml
-vla-accel up --params my.yaml --set controller_node.dry_run=false
+vla-accel up --params-file my.yaml --set controller_node.dry_run=false
 """
 
 from __future__ import annotations
@@ -19,12 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sim", action="store_true", help="also start the simulated arm (adds config/sim.yaml)"
     )
     parser.add_argument(
+        "--params-file",
         "--params",
+        dest="params",
         type=Path,
-        action="append",
+        nargs="+",
+        action="extend",
         default=None,
         metavar="FILE",
-        help="params file(s), later ones win (default: config/vla_accel.yaml, + config/sim.yaml with --sim)",
+        help="params file(s), later ones win; one flag may name several, as for rcl (default: "
+        "config/vla_accel.yaml, + config/sim.yaml with --sim)",
     )
     parser.add_argument(
         "--set",
@@ -57,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vla_accel_ros.params import ParameterError
     from vla_accel_ros.ros.launcher import (
         ROBOT_NODES,
         SIM_NODES,
@@ -67,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
         parse_set,
         replay_process,
     )
-    from vla_accel_ros.params import ParameterError
 
     warning = discovery_warning()
     if warning:

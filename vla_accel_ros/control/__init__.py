@@ -1,5 +1,9 @@
-"""Pure control logic: DyQ precision switching, KERV threshold, safety guard, staleness watchdog."""
+"""Pure control logic: DyQ precision switching, KERV threshold, safety guard, staleness watchdog, and the
+per-step decision objects the nodes and offline runs share (KinematicsStep, AccelDecider, CommandGate)."""
 
+from vla_accel_ros.control.accel_decision import AccelDecider, AccelDecision
+from vla_accel_ros.control.command_gate import CommandGate, GateDecision, Outcome, WatchdogDecision
+from vla_accel_ros.control.kinematics_step import KalmanEstimate, KinematicsStep, KinematicsUpdate
 from vla_accel_ros.control.precision_policy import PrecisionPolicy, decision_cost_ms
 from vla_accel_ros.control.safety import SafetyGuard, SafetyLimits, Verdict, hold_action
 from vla_accel_ros.control.threshold_policy import (
@@ -11,12 +15,21 @@ from vla_accel_ros.control.threshold_policy import (
 from vla_accel_ros.control.watchdog import Watchdog
 
 __all__ = [
+    "AccelDecider",
+    "AccelDecision",
+    "CommandGate",
+    "GateDecision",
+    "KalmanEstimate",
+    "KinematicsStep",
+    "KinematicsUpdate",
+    "Outcome",
     "PrecisionPolicy",
     "SafetyGuard",
     "SafetyLimits",
     "ThresholdPolicy",
     "Verdict",
     "Watchdog",
+    "WatchdogDecision",
     "action_units_to_bins",
     "bins_to_action_units",
     "decision_cost_ms",

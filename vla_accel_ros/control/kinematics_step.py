@@ -55,7 +55,6 @@ class KinematicsUpdate:
 
     values: ProxyValues
     prediction: KalmanEstimate | None  # None without a Kalman filter (offline methods that need none)
-    resized_from: int | None = None  # the previous action dimension when the filters were re-created
 
 
 class KinematicsStep:
@@ -93,10 +92,8 @@ class KinematicsStep:
         """Feed the action the arm executed (`filled`: the decoder filled from our prediction at this step);
         ValueError on a bad action (the proxies are left as they were)."""
         dim = int(np.asarray(action).size)
-        resized_from = None
         if self.proxies is None or self.proxies.action_dim != dim:
-            resized_from = self.action_dim
-            self._build(dim)
+            self._build(dim)  # a new dimension: new filters (the old ones stay if it is not supported)
         assert self.proxies is not None
         values = self.proxies.update(action)
         if self.compensator is not None:
@@ -104,7 +101,7 @@ class KinematicsStep:
                 self.compensator.mark_filled()
             self.compensator.observe(action)
         self.last = values
-        return KinematicsUpdate(values, self.prediction(), resized_from)
+        return KinematicsUpdate(values, self.prediction())
 
     def prediction(self) -> KalmanEstimate | None:
         """The prediction for the next step (None before the first action or without a filter)."""
@@ -113,7 +110,9 @@ class KinematicsStep:
             return None
         mean, variance = comp.kalman.predict()
         # As KalmanCompensator.prediction(): NaN where the mask forbids filling.
-        return KalmanEstimate(np.where(comp.mask, mean, np.nan), variance, comp.kalman.samples, comp.can_fill())
+        return KalmanEstimate(
+            np.where(comp.mask, mean, np.nan), variance, comp.kalman.samples, comp.can_fill()
+        )
 
     def reset(self) -> None:
         """A new episode: no history (the action dimension is kept)."""

@@ -128,6 +128,8 @@ class SafetyLimits:
 
 @dataclass(frozen=True)
 class Verdict:
+    """The guard's answer for one action: pass it on (clipped), or refuse it naming every violation."""
+
     ok: bool
     action: np.ndarray | None  # the action to execute (clipped) when ok, else None: hold
     reason: str

@@ -12,6 +12,8 @@ import math
 
 
 class Watchdog:
+    """Says when the last fresh data is too old to act on (see the module docstring)."""
+
     def __init__(self, timeout_s: float) -> None:
         if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")

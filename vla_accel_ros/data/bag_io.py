@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sqlite3
 import struct
-import sys
-import sysconfig
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,6 +24,7 @@ from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlu
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from vla_accel_ros.data.episodes import Episode
+from vla_accel_ros.params.files import msg_dir
 
 PACKAGE = "vla_accel_ros"
 CAMERA_TOPICS: dict[str, str] = {"corner": "/camera/image_raw", "wrist": "/wrist_camera/image_raw"}
@@ -49,18 +47,6 @@ class BagError(ValueError):
 
 
 # -- types ------------------------------------------------------------------------------------------
-def msg_dir() -> Path:
-    """The package's msg/ directory: the source tree, or share/vla_accel_ros/msg of an install."""
-    candidates = [Path(__file__).resolve().parents[2] / "msg"]
-    prefixes = [sys.prefix, sysconfig.get_path("data")]
-    prefixes += [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    candidates += [Path(p) / "share" / PACKAGE / "msg" for p in prefixes]
-    for cand in candidates:
-        if any(cand.glob("*.msg")):
-            return cand
-    raise FileNotFoundError(f"no {PACKAGE} .msg files found in any of {[str(c) for c in candidates]}")
-
-
 @lru_cache(maxsize=1)
 def typestore() -> Any:
     """ROS 2 Kilted message types plus this package's msg/ types."""
@@ -211,7 +197,7 @@ def write_episodes(bag_dir: Path, episodes: Iterable[Episode], storage: str = "m
 # -- reading ----------------------------------------------------------------------------------------
 @dataclass
 class TopicMap:
-    """Which topics of a bag hold what. Defaults fit the bags `vla-accel demos` writes.
+    """Which topics of a bag hold what. Defaults fit the bags `vla-accel collect-demos` writes.
 
     Set `wrist_camera`, `instruction`, `action` to None for bags that lack them. `image_format`
     "auto" accepts sensor_msgs/Image and sensor_msgs/CompressedImage per topic; "raw" or
@@ -269,7 +255,8 @@ class ReadStats:
 _START, _INSTR, _JOINTS, _SECONDARY, _PRIMARY, _ACTION, _END = range(7)
 
 
-def _open_reader(path: Path) -> Reader:
+def open_reader(path: Path) -> Reader:
+    """An open rosbags Reader of `path` (directory, .mcap or .db3); BagError says why a bag is unusable."""
     if not path.exists():
         raise BagError(f"bag not found: {path} does not exist")
     if path.is_dir() and not (path / "metadata.yaml").exists():
@@ -490,12 +477,15 @@ def deserialize(raw: bytes, msgtype: str) -> Any:
         return msg
 
 
-def _action_values(msg: Any, msgtype: str) -> np.ndarray:
+def action_values(msg: Any, msgtype: str) -> np.ndarray:
+    """The action vector of a VlaAction (its `action`) or Float32/64MultiArray (its `data`), copied."""
     values = msg.action if msgtype == VLA_ACTION else msg.data
     return np.asarray(values, dtype=np.float32).copy()
 
 
-def _select_joints(names: list[str], values: np.ndarray, wanted: list[str] | None, topic: str) -> np.ndarray:
+def select_joints(names: list[str], values: np.ndarray, wanted: list[str] | None, topic: str) -> np.ndarray:
+    """`values` of the joints `wanted`, in that order (None: all, as the message has them); BagError
+    names the joints the message lacks."""
     if wanted is None:
         return values
     index = {n: i for i, n in enumerate(names)}
@@ -516,7 +506,7 @@ def iter_steps(
     tm = topic_map or TopicMap()
     stats = stats if stats is not None else ReadStats()
     path = Path(bag_dir)
-    reader = _open_reader(path)
+    reader = open_reader(path)
     try:
         types = _check_topics(reader, path, tm)
         yield from _steps(reader, path, tm, types, stats)
@@ -623,10 +613,10 @@ def _steps(
                         f"malformed joint state on {topic} at {stamp} ns: {len(names)} names, "
                         f"{pos.size} positions"
                     )
-                latest["joints"] = _select_joints(names, pos, tm.joint_names, topic)
+                latest["joints"] = select_joints(names, pos, tm.joint_names, topic)
                 vel = np.asarray(msg.velocity, np.float64)
                 latest["vel"] = (
-                    _select_joints(names, vel, tm.joint_names, topic) if vel.size == len(names) else None
+                    select_joints(names, vel, tm.joint_names, topic) if vel.size == len(names) else None
                 )
                 latest["names"] = list(tm.joint_names) if tm.joint_names else names
             elif kind == _SECONDARY:
@@ -654,7 +644,7 @@ def _steps(
                 )
             elif kind == _ACTION:
                 if pending is not None and pending.reference_action is None:
-                    pending.reference_action = _action_values(msg, types[topic])
+                    pending.reference_action = action_values(msg, types[topic])
     if pending is not None:
         yield pending
     if not has_markers:

@@ -7,14 +7,18 @@ robot's bag the same way. argparse only: ROS-free, beside TopicMap (vla_accel_ro
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from vla_accel_ros.data.bag_io import TopicMap
+if TYPE_CHECKING:  # bag_io imports rosbags: only when a map is built, not when a CLI is parsed
+    from vla_accel_ros.data.bag_io import TopicMap
 
 NONE = ("", "none", "-")  # flag values that mean "the bag has no such topic"
 
 
 def add_topic_arguments(parser: argparse.ArgumentParser, actions: bool = True) -> None:
     """Topic mapping flags shared by replay and the bag player (defaults: demonstration bags)."""
+    from vla_accel_ros.data.bag_io import TopicMap
+
     d = TopicMap()
     g = parser.add_argument_group("topic mapping ('none' for a topic the bag lacks)")
     g.add_argument("--camera-topic", default=None, help=f"main camera (default {d.camera})")
@@ -43,6 +47,8 @@ def _opt(value: str | None) -> str | None:
 
 def topic_map(args: argparse.Namespace) -> TopicMap:
     """TopicMap from add_topic_arguments' flags ('none', '-' or '' for a topic the bag lacks)."""
+    from vla_accel_ros.data.bag_io import TopicMap
+
     d = TopicMap()
     suffix = "/compressed" if args.compressed else ""
     camera = args.camera_topic if args.camera_topic is not None else d.camera + suffix

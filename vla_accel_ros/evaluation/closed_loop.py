@@ -6,7 +6,6 @@ the same for every method compared in one run.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -14,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vla_accel_ros.evaluation.reporting import fan_out, split_jobs
 from vla_accel_ros.evaluation.stats import percentiles, wilson_interval
-from vla_accel_ros.policy.loading import policy_from_checkpoint
+from vla_accel_ros.params.tables import BUILTIN_CHECKPOINT
+from vla_accel_ros.policy.builder import PolicySpec, build_policy
 from vla_accel_ros.policy.runtime import ActionResult, Policy, PolicyInput
 from vla_accel_ros.sim.tasks import EVAL_SEED_BASE, TASKS
 
@@ -76,12 +77,12 @@ def _worker(args: tuple) -> list[dict]:
     import torch
 
     torch.set_num_threads(threads)
-    policy = policy_from_checkpoint(checkpoint)
+    policy = build_policy(PolicySpec(checkpoint=checkpoint))
     return [asdict(run_episode(policy, task, seed, max_steps, image_size)) for task, seed in jobs]
 
 
 def evaluate(
-    checkpoint: str | None,
+    checkpoint: str | Path | None,
     tasks: list[str],
     episodes: int,
     max_steps: int = 200,
@@ -90,7 +91,8 @@ def evaluate(
     progress: bool = True,
 ) -> dict:
     """Run `episodes` held-out episodes per task; returns the report dict (see summarize)."""
-    policy = policy_from_checkpoint(checkpoint)
+    checkpoint = str(checkpoint or BUILTIN_CHECKPOINT)
+    policy = build_policy(PolicySpec(checkpoint=checkpoint))
     image_size = policy.config.image_size
     jobs = [(t, EVAL_SEED_BASE + seed_offset + i) for t in tasks for i in range(episodes)]
     t0 = time.perf_counter()
@@ -102,15 +104,13 @@ def evaluate(
             for t, s in tqdm(jobs, desc="episodes", disable=not progress)
         ]
     else:
-        chunks = [jobs[i::workers] for i in range(workers)]
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers) as pool:
-            parts = pool.map(_worker, [(checkpoint, c, max_steps, image_size, 1) for c in chunks])
+        chunks = split_jobs(jobs, workers)
+        parts = fan_out(_worker, [(checkpoint, c, max_steps, image_size, 1) for c in chunks], workers)
         results = [r for part in parts for r in part]
     report = summarize(results)
     report["wall_seconds"] = round(time.perf_counter() - t0, 1)
     report["max_steps"] = max_steps
-    report["checkpoint"] = str(checkpoint or "builtin")
+    report["checkpoint"] = checkpoint
     return report
 
 

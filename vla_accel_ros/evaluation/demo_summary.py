@@ -9,6 +9,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vla_accel_ros.evaluation.stats import percentiles
+
 
 @dataclass
 class Observations:
@@ -24,9 +26,7 @@ class Observations:
 
 def _pct(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (no interpolation: every figure printed is a measured one)."""
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
+    return percentiles(values, (q,), method="nearest")[f"p{int(q)}"]
 
 
 def summarize(obs: Observations) -> str:

@@ -41,6 +41,8 @@ def within_limits(msg: Any) -> bool:
 
 @dataclass
 class Crash:
+    """A callback that raised on a fuzzed message: the finding the fuzz exists to report."""
+
     node: str
     topic: str
     label: str

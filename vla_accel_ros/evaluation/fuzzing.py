@@ -1,9 +1,8 @@
-"""Bad data for the graph's subscriptions: a seeded generator of malformed and extreme messages, and the
-tally of a fuzz run (crashes, commands from bad data, responsiveness afterwards) with its report.
+"""Bad data for the graph's subscriptions: a seeded generator of malformed and extreme messages.
 
 ROS-free on purpose: message classes come from the caller and are used through their generated Python
 API (default construction, attributes), so this module never imports rclpy. The driver that feeds the
-nodes is `vla_accel_ros.commands.fuzz`.
+nodes is `vla_accel_ros.ros.fuzz_driver`; the tally and report are in `vla_accel_ros.evaluation.fuzz_report`.
 
 Every case names one *defect* (`<kind>.<defect>`). `must_refuse` cases carry at least one defect a
 correct node must never act on (non-finite or non-physical values, malformed images, wrong lengths,
@@ -31,6 +30,8 @@ ODD_STRINGS = ("", " ", "\t\n", "🤖" * 50, "Ω≈ç√∫", "a" * 4096, "../..
 
 @dataclass
 class Case:
+    """One fuzzed message with what the graph must do with it (refuse it, or merely survive it)."""
+
     label: str  # "<kind>.<defect>"
     msg: Any
     must_refuse: bool

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from vla_accel_ros.evaluation.stats import percentiles
+from vla_accel_ros.params.settings import GraphSettings
+from vla_accel_ros.params.tables import BUILTIN_CHECKPOINT
+from vla_accel_ros.policy.builder import PolicySpec, build_policy
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
 
 
@@ -45,17 +50,41 @@ def synthetic_inputs(policy: Policy, n: int, instruction: str, seed: int = 0) ->
     ]
 
 
+def latency_policies(
+    model: str, dtypes: list[str], settings: GraphSettings, checkpoint: str = BUILTIN_CHECKPOINT
+) -> Iterator[tuple[str, Policy]]:
+    """(dtype, policy) for `model` ("builtin": `checkpoint` through the policy builder with the inference
+    node's settings; "realistic": the SmolLM2-135M-decoder model) in each of `dtypes` (fp32, bf16).
+    The bf16 policy is a cast of its own copy, so the order of `dtypes` does not matter."""
+    if model == "builtin":
+        spec = PolicySpec.from_params(settings.inference, checkpoint=checkpoint, precision_ladder="none")
+        for dtype in dtypes:
+            yield dtype, build_policy(replace(spec, full_format=dtype))
+        return
+    import copy
+
+    from vla_accel_ros.policy.bf16 import cast_bf16
+    from vla_accel_ros.policy.realistic import build_realistic_model
+
+    fp32 = build_realistic_model(pretrained=True)
+    for dtype in dtypes:
+        yield dtype, cast_bf16(Policy(copy.deepcopy(fp32))) if dtype == "bf16" else Policy(fp32)
+
+
 def measure(
     policy: Policy,
     inputs: list[PolicyInput],
     method: str = "ar",
     warmup: int = 5,
     repeats: int = 1,
-    params: dict | None = None,
+    settings: GraphSettings | None = None,
 ) -> dict:
-    from vla_accel_ros.evaluation.methods import build_loop
+    """Per-stage p50/p95 of `repeats` runs over `inputs` with `method`'s AccelLoop (the graph's settings:
+    `settings`, default the params files of config/); the first `warmup` steps are the cold start."""
+    from vla_accel_ros.evaluation.methods import build_loop, load_settings
 
-    loop = build_loop(method, policy.action_dim, policy.precisions, params)
+    settings = load_settings() if settings is None else settings
+    loop = build_loop(method, policy.action_dim, policy.precisions, settings)
     stages: dict[str, list[float]] = defaultdict(list)
     totals: list[float] = []
     cold: list[float] = []
@@ -117,3 +146,27 @@ def markdown(rows: list[dict]) -> str:
             f"{r['total_ms']['p95']:.1f} | {r['control_rate_hz']:.1f} | {cold} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+LATENCY_NOTE = (
+    "'realistic' = SmolLM2-135M decoder with untrained vision encoders: latency only, not a policy. "
+    "Stages in ms, p50 / p95 over steady steps; the first warm-up steps are listed as cold start."
+)
+
+
+def machine_line(info: dict, load_before: float, load_after: float) -> str:
+    """The machine and the load it ran under (other processes competing for the cores show here)."""
+    from vla_accel_ros.evaluation.reporting import machine_summary
+
+    return (
+        f"{machine_summary(info)}; 1-min load average {load_before:.1f} at the start, {load_after:.1f} at "
+        f"the end (on {info['cores_available']} cores: above that, other processes competed for the CPU)"
+    )
+
+
+def page(command: str, machine: str, rows: list[dict]) -> str:
+    """docs/LATENCY.md: provenance, machine, what the columns mean, the table."""
+    return (
+        f"# Control-step latency\n\nCommand: `{command}`\n\nMachine: {machine}\n\n{LATENCY_NOTE}\n\n"
+        + markdown(rows)
+    )

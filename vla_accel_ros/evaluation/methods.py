@@ -23,7 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from vla_accel_ros.control.accel_decision import AccelDecider
 from vla_accel_ros.control.accel_loop import AccelLoop, Method
+from vla_accel_ros.control.kinematics_step import KinematicsStep
 from vla_accel_ros.params.files import config_dir
 from vla_accel_ros.params.settings import DYQ_FILE, GraphSettings, default_files
 from vla_accel_ros.params.tables import FULL_PRECISION
@@ -255,27 +257,21 @@ class MethodPolicies:
 
 
 def build_loop(name: str, action_dim: int, precisions: list[str], settings: GraphSettings) -> AccelLoop:
-    """An AccelLoop for method `name` on a policy serving `precisions` (cheapest first), with the
-    precision policy, threshold policy and Kalman compensator the graph's tables build."""
+    """An AccelLoop for method `name` on a policy serving `precisions` (cheapest first): the kinematics
+    node's `KinematicsStep` and the controller node's `AccelDecider`, built from the graph's tables, with
+    the method's fixed choices in place of the controller's where the method fixes them."""
     ctrl, kin = settings.controller, settings.kinematics
     m = method(name, settings, top_precision=precisions[-1])
-    precision_policy = None
     if m.precision is None:
         missing = [p for p in ctrl.precision_modes if p not in precisions]
         if missing:
             raise ValueError(f"method {name!r}: precision modes {missing} are not served by the policy")
-        precision_policy = ctrl.precision_policy()
-    threshold_policy = None
-    if m.threshold is None:
-        if parse_method(name).variant == "loosen":
-            ctrl = replace(ctrl, threshold_direction="loosen_on_fluctuation")
-        threshold_policy = ctrl.threshold_policy()
-    return AccelLoop(
-        m,
-        kin.proxy_calibration(),
-        action_dim,
-        precision_policy,
-        threshold_policy,
-        kin.compensator(action_dim).kalman if m.kalman else None,
-        cooldown=kin.cooldown_steps,
+    if parse_method(name).variant == "loosen":
+        ctrl = replace(ctrl, threshold_direction="loosen_on_fluctuation")
+    decider = AccelDecider(
+        m.decoding,
+        ctrl.precision_policy() if m.precision is None else m.precision,
+        ctrl.threshold_policy() if m.threshold is None else m.threshold,
     )
+    step = KinematicsStep(kin.proxy_calibration(), kin.compensator if m.kalman else None, action_dim)
+    return AccelLoop.from_parts(m, step, decider)

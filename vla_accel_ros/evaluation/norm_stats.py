@@ -30,10 +30,10 @@ from vla_accel_ros.data.bag_io import (
     ACTION_TYPES,
     JOINT_STATE,
     BagError,
-    _action_values,
-    _open_reader,
-    _select_joints,
+    action_values,
     deserialize,
+    open_reader,
+    select_joints,
 )
 
 CLIP_WARN = 0.03
@@ -74,7 +74,7 @@ def read_series(
     if not action_topic and not state_topic:
         raise ValueError("give an action topic, a state topic, or both")
     bag = Path(bag)
-    reader = _open_reader(bag)
+    reader = open_reader(bag)
     try:
         if reader.message_count == 0:
             raise BagError(f"bag {bag} is empty (0 messages)")
@@ -115,10 +115,10 @@ def read_series(
                 except Exception as exc:
                     raise BagError(f"corrupt message on {conn.topic} at {stamp} ns in {bag}: {exc}") from exc
                 if conn.topic == action_topic:
-                    actions.append(_action_values(msg, wanted[conn.topic]))
+                    actions.append(action_values(msg, wanted[conn.topic]))
                 else:
                     pos = np.asarray(msg.position, dtype=np.float64)
-                    states.append(_select_joints(list(msg.name), pos, joint_names, conn.topic))
+                    states.append(select_joints(list(msg.name), pos, joint_names, conn.topic))
                     names = list(joint_names) if joint_names else list(msg.name)
         except BagError:
             raise
@@ -183,10 +183,10 @@ def dim_names(n: int) -> list[str]:
 
 def load_checkpoint_stats(checkpoint: str | Path) -> dict[str, Any]:
     """action_q01/q99 and state_mean/std from a checkpoint's config.json (weights are not loaded)."""
-    from vla_accel_ros.policy.checkpoint import BUILTIN
+    from vla_accel_ros.policy.builtin import resolve_checkpoint
     from vla_accel_ros.policy.config import VlaConfig
 
-    path = BUILTIN if str(checkpoint) in ("", "builtin") else Path(checkpoint)
+    path = resolve_checkpoint(checkpoint)
     config_path = path / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{path} has no config.json (a vla_accel_ros checkpoint folder is expected)")

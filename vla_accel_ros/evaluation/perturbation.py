@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
+from vla_accel_ros.evaluation.reporting import fan_out, split_jobs
 from vla_accel_ros.kinematics.proxies import KinematicProxies, ProxyCalibration, ProxyValues
+from vla_accel_ros.params.tables import ControllerParams, InferenceParams
+from vla_accel_ros.policy.builder import PolicySpec
 
 
 @dataclass
@@ -165,3 +169,69 @@ def summarize(
 
 def probes_as_dicts(probes: list[Probe]) -> list[dict]:
     return [asdict(p) for p in probes]
+
+
+@dataclass(frozen=True)
+class Study:
+    """One perturbation study: the laddered policy (`spec`, built in each worker), the proxies'
+    calibration (the kinematics node's table) and how the layouts are probed."""
+
+    spec: PolicySpec
+    calibration: ProxyCalibration
+    low: str
+    probe_every: int = 5
+    horizon: int = 10
+    max_steps: int = 120
+
+    def settings(self) -> dict[str, Any]:
+        """What the report records of the study (the ladder's group size included)."""
+        return {
+            "low": self.low,
+            "probe_every": self.probe_every,
+            "horizon": self.horizon,
+            "max_steps": self.max_steps,
+            "group": self.spec.quant_group_size,
+        }
+
+
+def _probe_jobs(args: tuple[Study, list[tuple[str, int]]]) -> list[dict]:
+    """A worker: build the study's policy once, probe its share of the (task, seed) layouts."""
+    import torch
+
+    from vla_accel_ros.policy.builder import build_policy
+
+    study, jobs = args
+    torch.set_num_threads(1)
+    policy = build_policy(study.spec)
+    top = policy.precisions[-1]
+    out: list[dict] = []
+    for task, seed in jobs:
+        probes = probe_layout(
+            policy,
+            task,
+            seed,
+            study.calibration,
+            study.low,
+            top,
+            study.probe_every,
+            study.horizon,
+            study.max_steps,
+            policy.config.image_size,
+        )
+        out.extend(probes_as_dicts(probes))
+    return out
+
+
+def run_study(study: Study, jobs: list[tuple[str, int]], workers: int = 1) -> list[Probe]:
+    """Every probe of the (task, seed) layouts `jobs`, spread over `workers` spawned processes."""
+    parts = fan_out(_probe_jobs, [(study, c) for c in split_jobs(jobs, workers)], workers)
+    return [Probe(**d) for part in parts for d in part]
+
+
+def dyq_overlay(summary: dict, group: int) -> dict[str, dict[str, Any]]:
+    """config/dyq.yaml's sections: the inference node on the int4 ladder at `group`, the controller
+    switching with the table `summary` (of `summarize`) placed."""
+    return {
+        InferenceParams.NODE: {"precision_ladder": "int4", "quant_group_size": group},
+        ControllerParams.NODE: {"precision_switching": True, **summary["table"]},
+    }

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vla_accel_ros.evaluation.reporting import replace_block
+
 STAND_IN_NOTE = "no built-in model yet: a random stand-in checkpoint of the same interface"
 
 
@@ -34,16 +36,10 @@ def resolve_model(model: str | None, tmp: Path, seed: int = 0) -> tuple[str, str
 def write_doc_section(doc: Path, key: str, title: str, body: str) -> None:
     """Replace (or append) the section `key` of a generated document; other sections stay, and the header
     is rewritten from RELIABILITY_HEADER."""
-    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
-    block = f"{begin}\n## {title}\n\n{body.rstrip()}\n{end}"
     text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
     first = text.find("<!-- ")
     sections = text[first:].strip() if first >= 0 else ""
-    if begin in sections and end in sections:
-        head, rest = sections.split(begin, 1)
-        sections = head + block + rest.split(end, 1)[1]
-    else:
-        sections = (sections + "\n\n" + block).strip()
+    sections = replace_block(sections, key, f"## {title}\n\n{body.rstrip()}\n").strip()
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(RELIABILITY_HEADER.rstrip() + "\n\n" + sections + "\n", encoding="utf-8")
 

@@ -2,9 +2,11 @@
 
 Every camera frame of the bag (bag_io.iter_steps) is one control step. For each method the same
 objects the nodes chain run in one process (methods.build_loop -> AccelLoop, Policy.act), in bag
-time, all methods in lockstep on one decoded frame. Methods run on the policy that serves them
-(methods.MethodPolicies: the checkpoint as is, or its int4-ladder copy for static int4 modes and DyQ);
-a method no policy can serve is reported with the reason, never swapped for another. The loop is
+time, all methods in lockstep on one decoded frame. The loops and the policies come from the graph's
+tables (params.GraphSettings of config/, or of the folder given): methods run on the policy that serves
+them (methods.MethodPolicies: the checkpoint as is, its bf16 cast for ar@bf16, or its int4-ladder copy,
+at the inference node's group size, for ar@<mode> and DyQ); a method no policy can serve is reported
+with the reason, never swapped for another. The loop is
 fed the action the bag says was executed (its reference action) when there is one, else the policy's
 own action, as the kinematics node would be fed by the arm.
 
@@ -37,23 +39,26 @@ from vla_accel_ros.data.bag_io import (
     BagStep,
     ReadStats,
     TopicMap,
-    _open_reader,
     iter_steps,
+    open_reader,
     typestore,
 )
 from vla_accel_ros.evaluation.methods import (
     ALL_METHODS,
     MethodPolicies,
     build_loop,
+    expand,
     ladder_settings,
     load_settings,
     method,
 )
 from vla_accel_ros.evaluation.stats import percentiles
-from vla_accel_ros.kinematics.config_io import kalman_filter
 from vla_accel_ros.kinematics.joint_derivatives import JointDerivatives, NonIncreasingStampError
 from vla_accel_ros.kinematics.kalman import KalmanCompensator
 from vla_accel_ros.kinematics.proxies import ProxyValues
+from vla_accel_ros.params.settings import DYQ_FILE, GraphSettings
+from vla_accel_ros.params.tables import BUILTIN_CHECKPOINT
+from vla_accel_ros.policy.builder import PolicyBuildError, PolicySpec
 
 DEFAULT_METHODS = ALL_METHODS
 WARMUP_STEPS = 3
@@ -67,18 +72,27 @@ OUTPUT_TOPICS = {
 _FLOAT32_MAX = 3.0e38
 
 
-class MethodsUnavailable(ValueError):
+class ReplayError(ValueError):
+    """A replay that cannot run, with the reason; `exit_status` is what `vla-accel replay` exits with
+    (2: a usage error, an unusable bag or checkpoint; nothing is left at the output folder)."""
+
+    exit_status = 2
+
+
+class MethodsUnavailable(ReplayError):
     """No requested method can run with this policy (each one's reason is in the message)."""
+
+    exit_status = 1
 
 
 def bag_dir_name(method_name: str) -> str:
-    """A file-system name for a method ('kerv+dyq' -> 'kerv+dyq', 'static:w4a8' -> 'static_w4a8')."""
+    """A file-system name for a method ('kerv+dyq' and 'ar@w4a16' stay as they are; ':' and '/' -> '_')."""
     return method_name.replace(":", "_").replace("/", "_")
 
 
-def unavailable_reason(policy: Any, name: str, params: dict) -> str | None:
+def unavailable_reason(policy: Any, name: str, settings: GraphSettings) -> str | None:
     """Why `policy` cannot serve method `name` (None: it can). Raises ValueError for unknown names."""
-    m = method(name, top_precision=policy.precisions[-1])
+    m = method(name, settings, top_precision=policy.precisions[-1])
     if m.decoding not in policy.decoders:
         why = getattr(policy, "draft_error", None) or "no draft model attached"
         return f"decoding '{m.decoding}' needs a draft model: {why}"
@@ -87,7 +101,7 @@ def unavailable_reason(policy: Any, name: str, params: dict) -> str | None:
     if m.precision is not None and m.precision not in policy.precisions:
         return f"precision '{m.precision}' is not served by the policy (serves {policy.precisions})"
     try:
-        build_loop(name, policy.action_dim, policy.precisions, params)
+        build_loop(name, policy.action_dim, policy.precisions, settings)
     except ValueError as err:
         return str(err)
     return None
@@ -224,18 +238,18 @@ class _Run:
     rec: _Record = field(default_factory=_Record)
 
 
-def _monitor(loop: AccelLoop, params: dict, action_dim: int) -> KalmanCompensator:
+def _monitor(loop: AccelLoop, settings: GraphSettings, action_dim: int) -> KalmanCompensator:
+    """The kinematics node's Kalman filter for the /vla/kalman_prediction output: the loop's own for
+    KERV methods, else one built from the same table (the node runs it whatever the method)."""
     if loop.compensator is not None:
         return loop.compensator
-    kin = params.get("kinematics_node", {})
-    kalman = kalman_filter(params, action_dim, int(kin.get("history_length", 10)))
-    return KalmanCompensator(kalman, cooldown=int(kin.get("cooldown_steps", 4)))
+    return settings.kinematics.compensator(action_dim)
 
 
 def _frame_count(bag: Path, topic: str) -> int | None:
     """Frames on the main camera topic, from the bag's index (for the progress bar only)."""
     try:
-        reader = _open_reader(bag)
+        reader = open_reader(bag)
     except BagError:
         return None
     try:
@@ -270,11 +284,14 @@ def _check_step(policy: Any, step: BagStep, tm: TopicMap) -> None:
         )
 
 
-def _method_params(policy: Any, name: str, params: dict, notes: list[str]) -> dict:
-    """The params a method's loop is built from: DyQ methods get a table over the policy's ladder."""
-    if method(name, top_precision=policy.precisions[-1]).precision is not None or len(policy.precisions) < 2:
-        return params
-    adapted, note = ladder_settings(params, policy.precisions)
+def _method_settings(policy: Any, name: str, settings: GraphSettings, notes: list[str]) -> GraphSettings:
+    """The settings a method's loop is built from: DyQ methods get a table over the policy's ladder
+    (config/dyq.yaml's, as the graph loads it, when it names the ladder's modes)."""
+    fixed = method(name, settings, top_precision=policy.precisions[-1]).precision is not None
+    if fixed or len(policy.precisions) < 2:
+        return settings
+    dyq_file = settings.files[0].parent / DYQ_FILE if settings.files else None  # beside vla_accel.yaml
+    adapted, note = ladder_settings(settings, policy.precisions, dyq_file)
     if note is not None and note not in notes:
         notes.append(note)
     return adapted
@@ -292,7 +309,7 @@ def replay(
     methods: list[str],
     out_dir: Path,
     topic_map: TopicMap | None = None,
-    params: dict | None = None,
+    settings: GraphSettings | None = None,
     warmup: int = WARMUP_STEPS,
     max_steps: int | None = None,
     progress: bool = True,
@@ -301,7 +318,8 @@ def replay(
 ) -> dict:
     """Replay `bag` with each method, writing bags/<method>/ under `out_dir`; returns the metrics.
 
-    `policy` is a MethodPolicies, or one policy that then serves every method it can.
+    `policy` is a MethodPolicies, or one policy that then serves every method it can; `settings` are
+    the graph's (default: config/'s params files, as `vla-accel up` loads them).
     """
     from tqdm import tqdm
 
@@ -309,7 +327,7 @@ def replay(
 
     bag = Path(bag)
     tm = topic_map or TopicMap()
-    params = load_settings() if params is None else params
+    settings = load_settings() if settings is None else settings
     policies = policy if isinstance(policy, MethodPolicies) else MethodPolicies.single(policy)
     out_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -318,22 +336,21 @@ def replay(
     for name in methods:
         served, reason = policies.for_method(name)
         if served is not None:
-            method_params = _method_params(served, name, params, notes)
-            reason = unavailable_reason(served, name, method_params)
+            method_settings = _method_settings(served, name, settings, notes)
+            reason = unavailable_reason(served, name, method_settings)
         if reason is not None:
             report["methods"][name] = {"available": False, "reason": reason}
             continue
-        loop = build_loop(name, served.action_dim, served.precisions, method_params)
+        loop = build_loop(name, served.action_dim, served.precisions, method_settings)
         path = out_dir / "bags" / bag_dir_name(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        monitor = _monitor(loop, method_params, served.action_dim)
+        monitor = _monitor(loop, method_settings, served.action_dim)
         runs.append(_Run(name, loop, monitor, OutputBag(path, storage), path, served))
     if not runs:
         reasons = "; ".join(f"{n}: {r['reason']}" for n, r in report["methods"].items())
         raise MethodsUnavailable(f"none of the methods can be served by this policy ({reasons})")
     policy = runs[0].policy  # every policy shares the checkpoint's config: cameras, state, actions
-    kin = params.get("kinematics_node", {})
-    joints = JointDerivatives(max_gap_s=float(kin.get("joint_max_gap_s", 0.5)))
+    joints = JointDerivatives(max_gap_s=settings.kinematics.joint_max_gap_s)
     stats = ReadStats()
     total = _frame_count(bag, tm.camera)
     if max_steps is not None:
@@ -398,6 +415,7 @@ def replay(
             "skipped_outside_episodes": outside,
             "warmup_steps": warmup,
             "precisions": _precision_order(policies),
+            "settings": settings.describe(),
             "notes": notes,
         }
     )
@@ -567,3 +585,48 @@ def replay_to(
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return report
+
+
+def method_list(methods: str | list[str]) -> list[str]:
+    """Comma-separated (or listed) method names with the shorthands expanded (methods.expand)."""
+    items = methods.split(",") if isinstance(methods, str) else methods
+    return expand([m.strip() for m in items if m.strip()])
+
+
+def run_replay(
+    bag: Path | str,
+    methods: str | list[str],
+    out_dir: Path,
+    checkpoint: str = BUILTIN_CHECKPOINT,
+    draft: Path | None = None,
+    threads: int = 0,
+    config: Path | None = None,
+    **kwargs: Any,
+) -> dict:
+    """`vla-accel replay` without its flags (bench-replay runs it too): the graph's settings from
+    `config` (default config/), the policies the methods need built from the inference node's table
+    with `checkpoint` and `draft`, then replay_to(**kwargs). ReplayError (MethodsUnavailable when no
+    method can run) says why not."""
+    import torch
+
+    try:
+        names = method_list(methods)
+        for flag in ("max_steps", "max_episodes"):
+            if kwargs.get(flag) is not None and kwargs[flag] < 1:
+                raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
+        settings = load_settings(config)
+    except (ValueError, FileNotFoundError) as err:  # ParameterError is a ValueError
+        raise ReplayError(str(err)) from err
+    if threads > 0:
+        torch.set_num_threads(threads)
+    spec = PolicySpec.from_params(settings.inference, checkpoint=str(checkpoint))
+    try:
+        policies = MethodPolicies.build(spec, names, draft)
+    except (ValueError, OSError, PolicyBuildError) as err:  # CheckpointError is a ValueError
+        raise ReplayError(f"cannot load checkpoint {str(checkpoint)!r}: {err}") from err
+    try:
+        return replay_to(bag, policies, names, out_dir, settings=settings, **kwargs)
+    except MethodsUnavailable:
+        raise
+    except (BagError, FileExistsError) as err:
+        raise ReplayError(str(err)) from err

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_accel_ros.evaluation import stats
 from vla_accel_ros.evaluation.reliability import write_doc_section
 
 
@@ -94,15 +95,8 @@ def slope_per_hour(t_s: list[float], y: list[float]) -> float:
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0, "p50": math.nan, "p95": math.nan, "max": math.nan}
-    v = np.asarray(values, dtype=float)
-    return {
-        "n": int(v.size),
-        "p50": float(np.percentile(v, 50)),
-        "p95": float(np.percentile(v, 95)),
-        "max": float(v.max()),
-    }
+    """n, p50, p95 and max of a latency window (NaN when empty)."""
+    return stats.percentiles(values, count=True, maximum=True)
 
 
 @dataclass
@@ -125,6 +119,8 @@ class Counts:
 
 @dataclass
 class Endpoint:
+    """One publisher or subscription with its QoS, so the soak report shows where messages can queue."""
+
     node: str
     topic: str
     kind: str  # "publisher" or "subscription"

@@ -1,4 +1,4 @@
-"""Small statistics used by every report: Wilson intervals and latency percentiles."""
+"""Small statistics used by every report (through evaluation.reporting): Wilson intervals, percentiles."""
 
 from __future__ import annotations
 
@@ -19,8 +19,23 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95)) -> dict[str, float]:
-    if len(values) == 0:
-        return {f"p{int(q)}": float("nan") for q in qs}
+def percentiles(
+    values: Sequence[float],
+    qs: Sequence[float] = (50, 95),
+    *,
+    mean: bool = False,
+    count: bool = False,
+    maximum: bool = False,
+    method: str = "linear",
+) -> dict[str, float]:
+    """{"p50": .., "p95": ..} of `values` (NaN when empty), with "n" first (count), "mean" and "max" when
+    asked. method "nearest" gives measured values only (no interpolation between two samples)."""
     arr = np.asarray(values, dtype=np.float64)
-    return {f"p{int(q)}": float(np.percentile(arr, q)) for q in qs}
+    empty = arr.size == 0
+    out: dict[str, float] = {"n": int(arr.size)} if count else {}
+    out.update({f"p{int(q)}": math.nan if empty else float(np.percentile(arr, q, method=method)) for q in qs})
+    if mean:
+        out["mean"] = math.nan if empty else float(arr.mean())
+    if maximum:
+        out["max"] = math.nan if empty else float(arr.max())
+    return out

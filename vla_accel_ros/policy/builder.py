@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_accel_ros.params.tables import BUILTIN_CHECKPOINT, QUANT_GROUP_SIZE, InferenceParams
+from vla_accel_ros.policy.builtin import is_builtin
 
 LADDERS = ("none", "int4", "int4-whole")
 FORMATS = ("fp32", "bf16")
@@ -23,18 +24,6 @@ FORMATS = ("fp32", "bf16")
 
 class PolicyBuildError(RuntimeError):
     """A policy that cannot be built as asked (bad statistics file, no kernel for the ladder, ...)."""
-
-
-def is_builtin(checkpoint: str | Path | None) -> bool:
-    """Whether `checkpoint` names the packaged checkpoint (`builtin`, empty, or nothing)."""
-    return checkpoint is None or str(checkpoint) in ("", BUILTIN_CHECKPOINT)
-
-
-def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
-    """The folder of `checkpoint`: the packaged one for `builtin` (see `is_builtin`), else the path."""
-    from vla_accel_ros.policy.checkpoint import BUILTIN
-
-    return BUILTIN if is_builtin(checkpoint) else Path(checkpoint)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from vla_accel_ros.policy.builtin import BUILTIN, resolve_checkpoint  # noqa: F401 (BUILTIN re-exported)
 from vla_accel_ros.policy.config import VlaConfig
 from vla_accel_ros.policy.model import VlaModel
 
 log = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-BUILTIN = Path(__file__).resolve().parent.parent / "assets" / "builtin"
 
 
 class CheckpointError(ValueError):
@@ -60,7 +60,7 @@ def save_checkpoint(model: VlaModel, directory: Path, card: str | None = None, d
 
 
 def load_checkpoint(directory: Path | str | None = None, allow_pickle: bool = False) -> VlaModel:
-    directory = BUILTIN if directory in (None, "", "builtin") else Path(directory)
+    directory = resolve_checkpoint(directory)
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {directory} does not exist")
     config_path = directory / "config.json"

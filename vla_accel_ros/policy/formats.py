@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vla_accel_ros.policy.builtin import is_builtin
+
 OPENVLA_MODEL_TYPE = "openvla"
 
 
 def is_openvla_checkpoint(path: Path | str | None) -> bool:
     """True for a directory whose config.json says model_type 'openvla'."""
-    if path in (None, "", "builtin") or not Path(path).is_dir():
+    if is_builtin(path) or not Path(path).is_dir():
         return False
     try:
         return json.loads((Path(path) / "config.json").read_text()).get("model_type") == OPENVLA_MODEL_TYPE

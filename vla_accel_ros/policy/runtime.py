@@ -113,9 +113,9 @@ class Policy:
         """Attach `<checkpoint>/draft/` if there is one; a broken draft only leaves the speculative
         decoders out (act() then falls back to autoregressive decoding and says why)."""
         from vla_accel_ros.decoding.draft import DraftLoadError, load_draft
-        from vla_accel_ros.policy.checkpoint import BUILTIN
+        from vla_accel_ros.policy.builtin import resolve_checkpoint
 
-        root = BUILTIN if checkpoint in (None, "", "builtin") else Path(checkpoint)
+        root = resolve_checkpoint(checkpoint)
         directory = root / DRAFT_DIR
         if not directory.is_dir():
             self.draft_error = f"no draft in {directory}"

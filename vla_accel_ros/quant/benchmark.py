@@ -4,8 +4,6 @@ action error of the precision ladder next to the unquantized model, all in one r
 from __future__ import annotations
 
 import functools
-import os
-import platform
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,6 +16,8 @@ from torch import nn
 
 from vla_accel_ros.decoding.autoregressive import decode_autoregressive
 from vla_accel_ros.decoding.common import StageTimer
+from vla_accel_ros.evaluation.stats import percentiles
+from vla_accel_ros.params.tables import QUANT_GROUP_SIZE
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
 from vla_accel_ros.policy.tokenizer import ActionTokenizer
@@ -29,34 +29,13 @@ from vla_accel_ros.quant.strategies import int8_matmul, int8_per_channel
 from vla_accel_ros.quant.vocab import restrict_head
 
 Inputs = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]
-ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
 
 
-# -- machine and timing ------------------------------------------------------------------------------
-def machine_info() -> dict:
-    cpu, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("unknown", platform.processor()):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "isa": {f: f in flags for f in ISA_FLAGS},
-        "load_average_start": list(os.getloadavg()),
-    }
-
-
+# -- timing ----------------------------------------------------------------------------------------
 def summarize(samples_ms: list[float]) -> dict:
-    a = np.asarray(samples_ms, dtype=np.float64)
-    return {"median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)), "n": int(a.size)}
+    """Median, p95 and count of timing samples, under the keys docs/results/precision.json has."""
+    p = percentiles(samples_ms, count=True)
+    return {"median_ms": p["p50"], "p95_ms": p["p95"], "n": p["n"]}
 
 
 def repeat_ms(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
@@ -335,7 +314,7 @@ def switch_cost(modes: list[str], switch: Callable[[str], None], repeats: int) -
 class BenchSettings:
     """The knobs of one precision benchmark, kept together so a report states what it measured."""
 
-    group: int = 64
+    group: int = QUANT_GROUP_SIZE  # the graph's (inference_node.quant_group_size) unless a flag says
     warmup: int = 2
     repeats: int = 10
     strategies: tuple[str, ...] = ("int4-master",)

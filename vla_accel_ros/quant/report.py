@@ -273,8 +273,10 @@ def render(report: dict) -> str:
         f"Written by `{report['command']}` on {report['date']}. Do not edit by hand: rerun the command.",
         "",
         f"Model: {real['model']['description']} (**{real['model']['label']}**).",
-        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with "
-        f"{m['torch_threads']} threads, kernel capability {m['torch_cpu_capability']}; {isa}. "
+        f"Machine: {m['cpu']}, {m.get('cores_available', m['logical_cpus'])} of {m['logical_cpus']} logical "
+        f"CPUs available, torch {m['torch']} with "
+        f"{m['torch_threads']} threads, kernel capability {m['torch_cpu_capability']} "
+        f"({m.get('kernels', 'CPU flags not read')}); {isa}. "
         f"Load average at start {m['load_average_start'][0]:.2f}, at end {m['load_average_end'][0]:.2f}.",
         "Per action = prefill of the observation and prompt, then autoregressive decoding of "
         f"{real['model']['action_tokens']} action tokens (the first from the prefill's logits), as "
@@ -350,7 +352,8 @@ def render(report: dict) -> str:
         "",
         "## Action error against the fp32 model",
         "",
-        f"Realistic-size model, {real['inputs']} (untrained, so this measures numerics, not task success):",
+        f"Realistic-size model, int4 group {report['settings']['group']}, {real['inputs']} "
+        "(untrained, so this measures numerics, not task success):",
         "",
         *_error_rows(real),
         "",
@@ -365,7 +368,7 @@ def render(report: dict) -> str:
     builtin = report.get("builtin")
     if builtin:
         out += [
-            f"Built-in policy ({builtin['checkpoint']}), {builtin['inputs']}:",
+            f"Built-in policy ({builtin['checkpoint']}, int4 group {builtin['group']}), {builtin['inputs']}:",
             "",
             *_error_rows(builtin),
             "",

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla_accel_ros.params.tables import QUANT_GROUP_SIZE
 from vla_accel_ros.quant.int4 import int4_matmul, pack, quantize_int4
 from vla_accel_ros.quant.ladder import DECODER_LINEARS, Ladder, find_linears, quantize_model
 from vla_accel_ros.quant.memory import storage_bytes
@@ -143,8 +144,9 @@ STRATEGIES = {
 }
 
 
-def install_strategy(model: nn.Module, name: str, group: int = 64) -> Strategy:
-    """Replace the decoder linears of `model` in place by the layers of strategy `name`."""
+def install_strategy(model: nn.Module, name: str, group: int = QUANT_GROUP_SIZE) -> Strategy:
+    """Replace the decoder linears of `model` in place by the layers of strategy `name` (int4 groups of
+    `group`: by default the graph's, inference_node.quant_group_size)."""
     if name in ("int4-master", "int4-whole"):
         ladder = quantize_model(model, group=group, vocab=name == "int4-whole")
         return Strategy(name, STRATEGIES[name], ladder.names, list(ladder.layers.values()), ladder)

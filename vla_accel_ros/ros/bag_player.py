@@ -50,6 +50,8 @@ class PlaybackError(RuntimeError):
 
 
 class BagPlayer(Node):
+    """Publishes a recorded bag on the robot topics with /clock, so the live nodes run on recorded data."""
+
     def __init__(self, executed: bool = True, **kwargs: Any) -> None:
         super().__init__("bag_player", **kwargs)
         self.clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(depth=1))
@@ -194,9 +196,9 @@ def _chain(first: BagStep, rest: Any) -> Any:
 
 
 def _bag_has(bag: Path, topic: str) -> bool:
-    from vla_accel_ros.data.bag_io import _open_reader
+    from vla_accel_ros.data.bag_io import open_reader
 
-    reader = _open_reader(bag)
+    reader = open_reader(bag)
     try:
         return topic in reader.topics
     finally:
@@ -204,7 +206,7 @@ def _bag_has(bag: Path, topic: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vla_accel_ros.commands.replay import add_topic_arguments, topic_map
+    from vla_accel_ros.data.topic_flags import add_topic_arguments, topic_map
 
     parser = argparse.ArgumentParser(prog="bag_player", description=__doc__.splitlines()[0])
     parser.add_argument("bag", type=Path)

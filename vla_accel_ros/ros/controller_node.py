@@ -15,11 +15,14 @@ with ERROR on /diagnostics: its timer restarts on every command, so the first ho
 period after the last action. An action whose camera image is older than the watchdog period (or stamped
 in the future) is refused. The action space is checked at start-up (ParameterError: the node does not
 start).
+
+The decisions are ROS-free objects shared with offline runs: `AccelDecider` (precision, decoding,
+threshold; vla_accel_ros.control.accel_decision) and `CommandGate` (freshness, guard, holds, rate limit;
+vla_accel_ros.control.command_gate). This node turns their decisions into messages and diagnostics.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -30,12 +33,13 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from vla_accel_ros.control import SafetyGuard, Watchdog
+from vla_accel_ros.control.accel_decision import AccelDecider, AccelDecision
+from vla_accel_ros.control.command_gate import CommandGate, GateDecision, Outcome
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, VlaAction
+from vla_accel_ros.params import ControllerParams
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
 from vla_accel_ros.ros.markers import build_markers, status_text
-from vla_accel_ros.params import ControllerParams
 from vla_accel_ros.ros.params import declare_params
 from vla_accel_ros.ros.qos import command_qos, episode_qos, joint_states_qos, vla_qos
 from vla_accel_ros.ros.spin import run_node
@@ -44,19 +48,18 @@ COMMAND_TYPES = {"vla_action": VlaAction, "twist": TwistStamped, "joint_trajecto
 
 
 class ControllerNode(Node):
+    """The only node that commands the arm: AccelConfig from kinematics, and safe commands (module doc)."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("controller_node", **kwargs)
         self._params = declare_params(self, ControllerParams)
         self._params.on_change(self._on_params)
         p = self._params.values
-        self._build(p, last_gripper=None)
+        self._build(p, previous=None)
         self._health = Health(self)
         self._rate = RateMeter()
         self._counts = {"actions": 0, "commands": 0, "refused": 0, "holds": 0, "rate_limited": 0}
-        self._last_command_s = -math.inf
-        self._last_hold_s = -math.inf
         self._prediction: np.ndarray | None = None
-        self._holding = False
         self._joints: dict[str, float] = {}  # latest joint_states positions (joint_trajectory output)
         self._joints_ns: int | None = None
         self._ee: np.ndarray | None = None  # latest ee_pose position (workspace box)
@@ -77,17 +80,20 @@ class ControllerNode(Node):
         self._watchdog_timer = self.create_timer(p.watchdog_timeout_s / 4, self._on_watchdog_timer)
         self._health.set_state(WARN, "waiting for the first action" + (" (dry run)" if p.dry_run else ""))
 
-    def _build(self, p: ControllerParams, last_gripper: float | None) -> None:
+    def _build(self, p: ControllerParams, previous: CommandGate | None) -> None:
+        """The decision objects from the parameters (a new AccelDecider starts in the top mode; the gate
+        keeps `previous`'s gripper memory, watchdog kick and hold)."""
         self._space = p.action_space()
-        self._guard = SafetyGuard(p.safety_limits(), initial_gripper=last_gripper)
-        self._precision = p.precision_policy()
-        self._threshold = p.threshold_policy()
-        self._watchdog = Watchdog(p.watchdog_timeout_s)
+        self._decider = AccelDecider.from_table(p)
+        self._gate = CommandGate.from_table(p, previous)
+
+    @property
+    def holding(self) -> bool:
+        """Whether the arm is held (a safety or watchdog hold) until the next accepted action."""
+        return self._gate.holding
 
     def _on_params(self, old: ControllerParams, new: ControllerParams) -> None:
-        kick = self._watchdog.last_kick
-        self._build(new, self._guard.last_gripper)
-        self._watchdog.last_kick = kick
+        self._build(new, self._gate)
         if old.watchdog_timeout_s != new.watchdog_timeout_s:
             self._watchdog_timer.cancel()
             self.destroy_timer(self._watchdog_timer)
@@ -97,26 +103,14 @@ class ControllerNode(Node):
 
     # -- AccelConfig -----------------------------------------------------------------------------------
     def _on_kinematics(self, msg: KinematicState) -> None:
-        p = self._params.values
-        if p.precision_switching:
-            mode, reason = self._precision.decide(msg.sensitivity)
-        else:
-            mode, reason = self._precision.top, "switching off"
-        threshold, why = self._threshold_for(p, msg.fluctuation)
-        self._publish_config(mode, threshold, f"{reason}; {why}", convert.stamp_to_ns(msg.header.stamp))
+        decision = self._decider.decide(msg.sensitivity, msg.fluctuation)
+        self._publish_config(decision, convert.stamp_to_ns(msg.header.stamp))
 
-    def _threshold_for(self, p: ControllerParams, fluctuation: float) -> tuple[float, str]:
-        if p.decoding == "kerv":
-            r = self._threshold.decide(fluctuation)
-            return r, f"F={fluctuation:.2f} -> r={r:.1f}"
-        if p.decoding == "specvla":
-            return p.specvla_threshold, f"r={p.specvla_threshold:.1f} fixed"
-        return 0.0, "strict"
-
-    def _publish_config(self, mode: str, threshold: float, reason: str, stamp_ns: int) -> None:
-        p = self._params.values
-        self._config_pub.publish(convert.accel_config_msg(mode, p.decoding, threshold, reason, stamp_ns))
-        self._health.set_values(precision=mode, decoding=p.decoding, threshold=threshold)
+    def _publish_config(self, d: AccelDecision, stamp_ns: int) -> None:
+        self._config_pub.publish(
+            convert.accel_config_msg(d.precision, d.decoding, d.threshold, d.reason, stamp_ns)
+        )
+        self._health.set_values(precision=d.precision, decoding=d.decoding, threshold=d.threshold)
 
     def _on_episode(self, msg: String) -> None:
         try:
@@ -127,12 +121,8 @@ class ControllerNode(Node):
         if kind != "start":
             return
         # A new episode starts from scratch, as an offline evaluation does: top mode, no history.
-        self._precision.reset()
-        self._guard.reset()
-        self._watchdog.reset()
-        self._holding = False
-        threshold, why = self._threshold_for(self._params.values, math.nan)  # no motion yet, as offline
-        self._publish_config(self._precision.mode, threshold, f"episode start; {why}", stamp_ns)
+        self._gate.start_episode()
+        self._publish_config(self._decider.start_episode(), stamp_ns)
 
     # -- actions ---------------------------------------------------------------------------------------
     def _on_prediction(self, msg: KalmanPrediction) -> None:
@@ -171,57 +161,36 @@ class ControllerNode(Node):
             return
         self._ee_ns = self.get_clock().now().nanoseconds
 
-    def _fresh(self, what: str, stamp_ns: int | None, now_ns: int) -> str | None:
-        """Why an input the command depends on cannot be used (never received, or older than the watchdog)."""
-        timeout_s = self._params.values.watchdog_timeout_s
-        if stamp_ns is None:
-            return f"hold: no {what} received yet"
-        age_s = (now_ns - stamp_ns) * 1e-9
-        return (
-            f"hold: {what} is {age_s:.3f} s old (watchdog_timeout_s {timeout_s:g})"
-            if age_s > timeout_s
-            else None
-        )
-
     def _on_action(self, msg: VlaAction) -> None:
         p = self._params.values
         now_ns = self.get_clock().now().nanoseconds
-        now_s = now_ns * 1e-9
         self._counts["actions"] += 1
-        box = bool(p.workspace_min)
-        problem = (
-            self._image_age_problem(p, now_ns, convert.stamp_to_ns(msg.image_stamp))
-            or (self._fresh("ee_pose (workspace box)", self._ee_ns, now_ns) if box else None)
-            or (
-                self._fresh("joint_states", self._joints_ns, now_ns)
-                if p.output_type == "joint_trajectory"
-                else None
-            )
+        d = self._gate.offer(
+            np.asarray(msg.action, dtype=np.float64),
+            now_ns,
+            convert.stamp_to_ns(msg.image_stamp),
+            ee_position=self._ee,
+            ee_stamp_ns=self._ee_ns,
+            joint_states_stamp_ns=self._joints_ns,
         )
-        # The guard is not asked about an action already refused: an accepted check moves its gripper memory.
-        verdict = None
-        if problem is None:
-            verdict = self._guard.check(np.asarray(msg.action, dtype=np.float64), self._ee if box else None)
-        if verdict is None or not verdict.ok or verdict.action is None:
-            self._refuse(p, msg, problem or self._refusal_text(p, verdict), verdict, now_ns)
+        if d.outcome is Outcome.REFUSE:
+            self._refuse(p, msg, d, now_ns)
             return
-        if now_s - self._last_command_s < 1.0 / p.max_rate_hz:
+        if d.outcome is Outcome.RATE_LIMITED:
             self._counts["rate_limited"] += 1
-            self._health.report(WARN, "rate limited", f"actions faster than max_rate_hz {p.max_rate_hz:g}")
+            self._health.report(WARN, "rate limited", d.reason)
             return
-        self._last_command_s = now_s
-        self._watchdog.kick(now_s)
+        assert d.action is not None
         self._watchdog_timer.reset()  # checks fall at T/4, T/2, ... after this action: the first hold at T
-        if self._holding:
-            self._holding = False
+        if d.resumed:
             self.get_logger().info("actions are back: holding ended")
-        safe = convert.with_action(msg, verdict.action, now_ns)
+        safe = convert.with_action(msg, d.action, now_ns)
         self._safe_pub.publish(safe)
         if not p.dry_run:
-            self._command(verdict.action, safe, now_ns)
+            self._command(d.action, safe, now_ns)
         self._rate.tick()
-        if verdict.clipped:
-            self._health.report(WARN, "action clipped", verdict.reason)
+        if d.clipped:
+            self._health.report(WARN, "action clipped", d.reason)
         self._health.set_state(OK, "dry run: not commanding the arm" if p.dry_run else "commanding the arm")
         latency_ms = (now_ns - convert.stamp_to_ns(msg.image_stamp)) * 1e-6
         self._health.set_values(
@@ -231,44 +200,23 @@ class ControllerNode(Node):
             dry_run=p.dry_run,
             **self._counts,
         )
-        self._publish_markers(verdict.action, msg, "dry run" if p.dry_run else "live", now_ns)
+        self._publish_markers(d.action, msg, "dry run" if p.dry_run else "live", now_ns)
 
-    @staticmethod
-    def _image_age_problem(p: ControllerParams, now_ns: int, image_stamp_ns: int) -> str | None:
-        """An action is as old as its camera image: older than the watchdog period it is not fresh (e.g. one
-        delivered late by a link that came back), and an image from the future means a broken clock."""
-        age_s = (now_ns - image_stamp_ns) * 1e-9
-        if age_s > p.watchdog_timeout_s:
-            return f"hold: its image is {age_s:.3f} s old (watchdog_timeout_s {p.watchdog_timeout_s:g})"
-        if age_s < -p.watchdog_timeout_s:
-            return f"hold: its image is stamped {-age_s:.3f} s in the future"
-        return None
-
-    def _refusal_text(self, p: ControllerParams, verdict: Any) -> str:
-        if verdict is None:
-            return ""
-        if verdict.violations and verdict.violations[0][0] == "length":
-            names = ", ".join(p.action_names)
-            return f"{verdict.reason}: the model's action dim differs from action_names ({names})"
-        return verdict.reason
-
-    def _refuse(self, p: ControllerParams, msg: VlaAction, reason: str, verdict: Any, now_ns: int) -> None:
+    def _refuse(self, p: ControllerParams, msg: VlaAction, d: GateDecision, now_ns: int) -> None:
         """Report the refusal (which limit, by how much); a guard refusal holds the arm once per run."""
         self._counts["refused"] += 1
-        self._health.report(WARN, "action refused", reason)
-        if verdict is not None and verdict.violations:
-            name, value, bound = verdict.violations[0]
+        self._health.report(WARN, "action refused", d.reason)
+        if d.verdict is not None and d.verdict.violations:
+            name, value, bound = d.verdict.violations[0]
             self._health.set_values(last_violation=name, last_violation_excess=float(value - bound))
         self._publish_markers(None, msg, "refused", now_ns)
-        # Old or missing inputs (verdict None) are the watchdog's to hold on: it holds once they last.
-        if verdict is not None and not self._holding and self._watchdog.last_kick is not None:
-            self._holding = True
+        if d.hold:
             self._hold(p, now_ns, "safety hold")
         self._health.set_values(**self._counts)
 
     def _hold(self, p: ControllerParams, now_ns: int, why: str) -> None:
         """Zero motion, gripper kept (for joint_trajectory: the current positions)."""
-        hold = self._guard.hold()
+        hold = self._gate.hold_action()
         self._counts["holds"] += 1
         if p.dry_run:
             return
@@ -278,7 +226,7 @@ class ControllerNode(Node):
             fallback=True,
             fallback_reason=why,
         )
-        self._command(hold, msg, now_ns, keep_gripper=self._guard.last_gripper is None)
+        self._command(hold, msg, now_ns, keep_gripper=not self._gate.gripper_known)
 
     def _command(self, action: np.ndarray, safe: VlaAction, now_ns: int, keep_gripper: bool = False) -> None:
         p = self._params.values
@@ -286,7 +234,7 @@ class ControllerNode(Node):
             if p.output_type == "twist":
                 out: Any = convert.twist_for_space(action, self._space, p.control_rate_hz, now_ns)
             elif p.output_type == "joint_trajectory":
-                problem = self._fresh("joint_states", self._joints_ns, now_ns)
+                problem = self._gate.input_problem("joint_states", self._joints_ns, now_ns)
                 if problem:
                     raise convert.ConversionError(problem)
                 out = convert.joint_trajectory(
@@ -303,15 +251,13 @@ class ControllerNode(Node):
     def _on_watchdog_timer(self) -> None:
         p = self._params.values
         now_ns = self.get_clock().now().nanoseconds
-        now_s = now_ns * 1e-9
-        if self._watchdog.last_kick is None or not self._watchdog.expired(now_s):
+        d = self._gate.watchdog_check(now_ns)
+        if d is None:
             return
-        self._holding = True
         self._health.set_state(ERROR, f"no fresh action within {p.watchdog_timeout_s:g} s: holding")
-        self._health.set_values(action_age_s=self._watchdog.age(now_s))
-        if now_s - self._last_hold_s < p.watchdog_timeout_s:
+        self._health.set_values(action_age_s=d.age_s)
+        if not d.hold:
             return
-        self._last_hold_s = now_s
         self._hold(p, now_ns, "watchdog hold")
         self._health.set_values(**self._counts)
 

@@ -5,42 +5,39 @@ Inputs: `arm/executed_action` (VlaAction, one per executed control step), `joint
 the executed action's stamp so the inference node can match them to the next observation:
 `vla/kinematics` (KinematicState) and `vla/kalman_prediction` (KalmanPrediction; `valid` is false while
 the filter warms up or cools down after a fill; NaN in the dimensions never filled, the gripper). Each
-fill reported in an executed action starts the compensator's cool-down, as offline
-(vla_accel_ros.control.accel_loop.AccelLoop) does.
+fill reported in an executed action starts the compensator's cool-down. What is computed per executed
+action is `vla_accel_ros.control.kinematics_step.KinematicsStep`, the same object offline runs
+(vla_accel_ros.control.accel_loop.AccelLoop) use; this node adds the joint-space derivatives.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from vla_accel_ros.kinematics import (
-    JointDerivatives,
-    KalmanCompensator,
-    KinematicProxies,
-    NonIncreasingStampError,
-)
+from vla_accel_ros.control.kinematics_step import KalmanEstimate, KinematicsStep
+from vla_accel_ros.kinematics import JointDerivatives, NonIncreasingStampError
 from vla_accel_ros.msg import KalmanPrediction, KinematicState, VlaAction
+from vla_accel_ros.params import KinematicsParams
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import OK, WARN, Health, RateMeter
-from vla_accel_ros.params import KinematicsParams
 from vla_accel_ros.ros.params import declare_params
 from vla_accel_ros.ros.qos import episode_qos, joint_states_qos, vla_qos
 from vla_accel_ros.ros.spin import run_node
 
 
 class KinematicsNode(Node):
+    """Proxies and the Kalman prediction from executed actions, for the controller and inference nodes."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("kinematics_node", **kwargs)
         self._params = declare_params(self, KinematicsParams)
         self._params.on_change(lambda _old, _new: self._reset("parameters changed"))
         self._health = Health(self)
-        self._proxies: KinematicProxies | None = None
-        self._compensator: KalmanCompensator | None = None
+        self._step = KinematicsStep.from_table(self._params.values)  # the dimension: from the first action
         self._joints = JointDerivatives(max_gap_s=self._params.values.joint_max_gap_s)
         self._joint_names: list[str] | None = None
         self._derivatives: convert.JointDerivativesView | None = None
@@ -85,25 +82,26 @@ class KinematicsNode(Node):
             return  # the previous episode's last step, delivered after the reset
         try:
             action = convert.action_array(msg.action, "executed action")
-            self._ensure_filters(action.size)
-            assert self._proxies is not None and self._compensator is not None
-            values = self._proxies.update(action)
-            if msg.kalman_filled:
-                # The decoder filled from our prediction at this step: the cool-down starts here.
-                self._compensator.mark_filled()
-            self._compensator.observe(action)
+            if self._step.action_dim not in (None, action.size):  # the step re-creates its filters
+                self._health.report(
+                    WARN, "action dimension changed", f"{self._step.action_dim} -> {action.size}"
+                )
+            # A fill reported by the decoder at this step starts the cool-down here.
+            update = self._step.update(action, filled=bool(msg.kalman_filled))
         except ValueError as err:
             self._health.report(WARN, "bad executed action", str(err))
             return
+        values = update.values
+        assert update.prediction is not None
         self._rate.tick()
         self._state_pub.publish(convert.kinematic_state_msg(values, self._derivatives, stamp_ns))
-        self._publish_prediction(stamp_ns)
+        self._publish_prediction(update.prediction, stamp_ns)
         self._health.set_state(OK, "running")
         self._health.set_values(
             rate_hz=self._rate.rate(),
             sensitivity=values.sensitivity,
             fluctuation=values.fluctuation,
-            kalman_samples=self._compensator.kalman.samples,
+            kalman_samples=update.prediction.samples,
             dropped_joint_states=self._dropped_joint_states,
             received_joint_states=self._received_joint_states,
         )
@@ -124,36 +122,20 @@ class KinematicsNode(Node):
             return
         self._reset("episode started")
         self._episode_start_ns = stamp_ns
-        if self._compensator is not None:
+        prediction = self._step.prediction()
+        if prediction is not None:
             # The first step of an episode has no prediction: say so with the episode's stamp.
-            self._publish_prediction(self._episode_start_ns)
+            self._publish_prediction(prediction, self._episode_start_ns)
 
     # -- helpers ---------------------------------------------------------------------------------------
-    def _ensure_filters(self, action_dim: int) -> None:
-        if self._proxies is not None and self._proxies.action_dim == action_dim:
-            return
-        if self._proxies is not None:
-            self._health.report(
-                WARN, "action dimension changed", f"{self._proxies.action_dim} -> {action_dim}"
-            )
-        p = self._params.values
-        self._proxies = KinematicProxies(p.proxy_calibration(), action_dim)
-        self._compensator = p.compensator(action_dim)
-
-    def _publish_prediction(self, stamp_ns: int) -> None:
-        comp = self._compensator
-        assert comp is not None
-        mean, variance = comp.kalman.predict()
-        mean = np.where(comp.mask, mean, np.nan)  # as KalmanCompensator.prediction(): NaN = never filled
+    def _publish_prediction(self, p: KalmanEstimate, stamp_ns: int) -> None:
         self._prediction_pub.publish(
-            convert.kalman_prediction_msg(mean, variance, comp.kalman.samples, comp.can_fill(), stamp_ns)
+            convert.kalman_prediction_msg(p.mean, p.variance, p.samples, p.valid, stamp_ns)
         )
 
     def _reset(self, why: str) -> None:
-        dim = self._proxies.action_dim if self._proxies is not None else None
-        self._proxies = self._compensator = None
-        if dim is not None:
-            self._ensure_filters(dim)
+        # Fresh filters from the current parameters, for the action dimension seen so far.
+        self._step = KinematicsStep.from_table(self._params.values, self._step.action_dim)
         self._joints = JointDerivatives(max_gap_s=self._params.values.joint_max_gap_s)
         self._joint_names = None
         self._derivatives = None

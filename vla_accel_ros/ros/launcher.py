@@ -29,6 +29,8 @@ import yaml
 from vla_accel_ros.params import (
     NODE_PARAMS,
     ParameterError,
+    config_dir,
+    default_files,
     read_params_files,
     render_yaml,
     validate_sections,
@@ -37,24 +39,6 @@ from vla_accel_ros.params import (
 ROBOT_NODES = ("inference_node", "kinematics_node", "controller_node")
 SIM_NODES = ("sim_arm_node", *ROBOT_NODES)
 PACKAGE = "vla_accel_ros"
-
-
-def config_dir() -> Path:
-    """The package's config/ (source checkout, pip install under sys.prefix, or a colcon install)."""
-    candidates = [
-        Path(__file__).resolve().parents[2] / "config",
-        Path(sys.prefix) / "share" / PACKAGE / "config",
-        # colcon install: the package's share/ under one of the sourced prefixes
-        *(
-            Path(p) / "share" / PACKAGE / "config"
-            for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
-            if p
-        ),
-    ]
-    for path in candidates:
-        if (path / "vla_accel.yaml").is_file():
-            return path
-    raise FileNotFoundError(f"no config/vla_accel.yaml found in {[str(c) for c in candidates]}")
 
 
 def discovery_warning() -> str | None:
@@ -121,14 +105,10 @@ class GraphConfig:
 
 
 def default_params_files(sim: bool) -> list[Path]:
-    """vla_accel.yaml, then calibration.yaml (`vla-accel calibrate`) if present, then sim.yaml for --sim."""
-    cfg = config_dir()
-    files = [cfg / "vla_accel.yaml"]
-    if (cfg / "calibration.yaml").is_file():
-        files.append(cfg / "calibration.yaml")
-    if sim:
-        files.append(cfg / "sim.yaml")
-    return files
+    """The graph's files as every offline run loads them (`params.settings.default_files`: vla_accel.yaml,
+    then calibration.yaml if present), then sim.yaml for --sim."""
+    files = [f for f in default_files() if f.is_file()]
+    return files + [config_dir() / "sim.yaml"] if sim else files
 
 
 def validate(cfg: GraphConfig) -> None:

@@ -31,9 +31,9 @@ from std_msgs.msg import String
 
 from vla_accel_ros.control import hold_action
 from vla_accel_ros.msg import VlaAction
+from vla_accel_ros.params import SimArmParams
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
-from vla_accel_ros.params import SimArmParams
 from vla_accel_ros.ros.params import declare_params
 from vla_accel_ros.ros.qos import (
     camera_qos,

@@ -154,10 +154,10 @@ def generate_task(
 def _load_driver(checkpoint: str) -> Any:
     import torch
 
-    from vla_accel_ros.policy.loading import policy_from_checkpoint
+    from vla_accel_ros.policy.builder import PolicySpec, build_policy
 
     torch.set_num_threads(1)  # one recorder per core
-    return policy_from_checkpoint(checkpoint)
+    return build_policy(PolicySpec(checkpoint=checkpoint))
 
 
 # -- parallel driver --------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def _shift(batch: torch.Tensor, px: int, rng: np.random.Generator) -> torch.Tens
     return padded[n_idx, c_idx, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-class _Batches:
+class FrameBatches:
     """Every training tensor, held once on the training device (images stay uint8 until a batch)."""
 
     def __init__(
@@ -178,8 +178,9 @@ def _copy_vision(model: VlaModel, source: str) -> None:
     model.encoders.load_state_dict(donor.encoders.state_dict())
 
 
-def _split(frames: FrameSet, per_task: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out the last `per_task` episodes of every task (whole episodes, no frame leakage)."""
+def held_out_split(frames: FrameSet, per_task: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out the last `per_task` episodes of every task (whole episodes, no frame leakage); public
+    so that benchmarks replay exactly the episodes training never saw."""
     val_eps: set[int] = set()
     for task in sorted(set(frames.tasks)):
         eps = [i for i, t in enumerate(frames.tasks) if t == task]
@@ -188,7 +189,7 @@ def _split(frames: FrameSet, per_task: int) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _evaluate(model: VlaModel, batches: _Batches, idx: np.ndarray, bs: int) -> dict[str, float]:
+def _evaluate(model: VlaModel, batches: FrameBatches, idx: np.ndarray, bs: int) -> dict[str, float]:
     if len(idx) == 0:
         return {}
     model.eval()
@@ -249,8 +250,8 @@ def train(cfg: TrainConfig) -> dict:
     tok = ActionTokenizer(config.action_q01, config.action_q99, config.vocab_size, config.n_bins)
     device = torch.device(cfg.device)
     model = model.to(device)
-    batches = _Batches(frames, config, tok, prompts, device)
-    train_idx, val_idx = _split(frames, cfg.val_episodes_per_task)
+    batches = FrameBatches(frames, config, tok, prompts, device)
+    train_idx, val_idx = held_out_split(frames, cfg.val_episodes_per_task)
     if cfg.val_frames and len(val_idx) > cfg.val_frames:
         val_idx = val_idx[np.linspace(0, len(val_idx) - 1, cfg.val_frames).round().astype(int)]
     per_epoch = min(len(train_idx), cfg.frames_per_epoch or len(train_idx))

@@ -31,7 +31,7 @@ from vla_accel_ros.policy.checkpoint import load_checkpoint
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.tokenizer import ActionTokenizer, PromptTokenizer
 from vla_accel_ros.training.dataset import load_frames
-from vla_accel_ros.training.train import _Batches, _split
+from vla_accel_ros.training.train import FrameBatches, held_out_split
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Traces:
 @torch.no_grad()
 def collect_traces(
     model: VlaModel,
-    batches: _Batches,
+    batches: FrameBatches,
     idx: np.ndarray,
     batch_size: int = 256,
     progress: bool = False,
@@ -151,7 +151,7 @@ def draft_loss(
 
 @torch.inference_mode()
 def acceptance_report(
-    model: VlaModel, batches: _Batches, idx: np.ndarray, draft: EagleDraft, relaxed_r: float = 9.0
+    model: VlaModel, batches: FrameBatches, idx: np.ndarray, draft: EagleDraft, relaxed_r: float = 9.0
 ) -> dict:
     """Run strict and relaxed (r bins) speculative decoding on frames: acceptance and target passes."""
     a = model.config.action_dim
@@ -200,8 +200,8 @@ def train_draft(cfg: DraftTrainConfig) -> dict:
     tc = target.config
     frames = load_frames(cfg.data, tc.cameras)
     tok = ActionTokenizer(tc.action_q01, tc.action_q99, tc.vocab_size, tc.n_bins)
-    batches = _Batches(frames, tc, tok, PromptTokenizer(tc.prompt_vocab), torch.device("cpu"))
-    train_idx, val_idx = _split(frames, cfg.val_episodes_per_task)
+    batches = FrameBatches(frames, tc, tok, PromptTokenizer(tc.prompt_vocab), torch.device("cpu"))
+    train_idx, val_idx = held_out_split(frames, cfg.val_episodes_per_task)
     rng = np.random.default_rng(cfg.seed)
     if cfg.max_frames and len(train_idx) > cfg.max_frames:
         train_idx = np.sort(rng.choice(train_idx, cfg.max_frames, replace=False))

@@ -1,4 +1,4 @@
-"""`vla-accel demos`: record scripted-expert demonstrations into rosbag2 bags."""
+"""`vla-accel collect-demos`: record scripted-expert demonstrations into rosbag2 bags."""
 
 from __future__ import annotations
 
