@@ -112,8 +112,21 @@ class VlaModel(nn.Module):
         positions = positions.unsqueeze(0).expand(embeds.shape[0], -1)
         out = self.llama(inputs_embeds=embeds, position_ids=positions, use_cache=True, **{CACHE_KW: cache})
         hidden = out.last_hidden_state
-        logits = self.lm_head(hidden[:, -1:] if last_only else hidden)
+        logits = self.score(hidden[:, -1:] if last_only else hidden)
         return Step(logits, hidden, cache, start + embeds.shape[1])
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of the full vocabulary width in which only the action bins are computed; the text ids
+        get the dtype's lowest value. Every decoder reads only the bins (`decoding.common.action_argmax`),
+        so this is exact, and a decode pass stops reading the whole head: at the realistic size the
+        49,152-row head is 113 MB in fp32, more than an int4 copy of the decoder."""
+        head, first = self.lm_head, self.action_first_id
+        if not isinstance(head, nn.Linear):
+            return head(hidden)  # the ladder's ActionHead scores the bins already
+        logits = hidden.new_full((*hidden.shape[:-1], head.out_features), torch.finfo(hidden.dtype).min)
+        bias = None if head.bias is None else head.bias[first:]
+        logits[..., first:] = nn.functional.linear(hidden, head.weight[first:], bias)
+        return logits
 
     def prefill(self, images: dict[str, torch.Tensor], state: torch.Tensor, prompt_ids: torch.Tensor) -> Step:
         """Logits at the last position only: nothing reads the prefix's (at the realistic size, scoring
