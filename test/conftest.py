@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -14,6 +14,18 @@ from vla_accel_ros.data.episodes import Episode, sim_stamps
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 SAWYER_JOINTS = [f"right_j{i}" for i in range(7)] + ["r_close", "l_close"]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module of tiny models: a second OpenMP thread only adds spin-waiting on a
+    shared, busy machine. A module opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch  # here, not at the top: most test modules never load torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -43,6 +43,17 @@ def ros_test_env(domain_id: int) -> dict[str, str]:
     }
 
 
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll `condition` (another process's output or state, nothing to spin here) until it holds or the
+    deadline passes; the last check is made at the deadline, so a slow machine only waits longer."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
 class RosHarness:
     """One rclpy Context on its own domain, an executor, and a probe node to publish and listen."""
 

@@ -27,12 +27,7 @@ from vla_accel_ros.training.train_draft import Traces, draft_loss, draft_positio
 INSTRUCTIONS = ["reach the red goal", "open the drawer"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_target(seed: int = 0, **kw) -> VlaModel:

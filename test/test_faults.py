@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_fixtures import RosHarness, ros_test_env, unique_domain_id
+from ros_fixtures import RosHarness, ros_test_env, unique_domain_id, wait_until
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from vla_accel_ros.msg import AccelConfig, VlaAction
@@ -670,15 +670,6 @@ def _pid(proc: Proc, node: str, nth: int = 0) -> int | None:
     return pids[nth] if len(pids) > nth else None
 
 
-def _wait(cond: Callable[[], bool], timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 READY = ("loading model", "ready: waiting for executed actions", "waiting for the first action")
 
 
@@ -692,10 +683,10 @@ def test_up_reports_which_child_died_and_how_then_stops_the_rest(tmp_path):
     model = tiny_checkpoint(tmp_path / "ck")
     up = _up(["--set", f"inference_node.model_path={model}"], env)
     try:
-        assert _wait(lambda: _pid(up, "controller_node") and _ready(up), START_S), up.text()
+        assert wait_until(lambda: _pid(up, "controller_node") and _ready(up), START_S), up.text()
         t_kill = time.monotonic()
         os.kill(_pid(up, "controller_node"), signal.SIGKILL)
-        assert _wait(lambda: not up.alive(), 60.0), up.text()
+        assert wait_until(lambda: not up.alive(), 60.0), up.text()
         stopped_s = time.monotonic() - t_kill
     finally:
         rc = up.stop()
@@ -714,14 +705,14 @@ def test_up_restarts_a_dead_child_with_restart_on_failure(tmp_path):
     model = tiny_checkpoint(tmp_path / "ck")
     up = _up(["--restart-on-failure", "--set", f"inference_node.model_path={model}"], env)
     try:
-        assert _wait(lambda: _pid(up, "kinematics_node") and _ready(up), START_S), up.text()
+        assert wait_until(lambda: _pid(up, "kinematics_node") and _ready(up), START_S), up.text()
         os.kill(_pid(up, "kinematics_node"), signal.SIGKILL)
-        assert _wait(lambda: _pid(up, "kinematics_node", nth=1) is not None, 30.0), up.text()
+        assert wait_until(lambda: _pid(up, "kinematics_node", nth=1) is not None, 30.0), up.text()
         ready_lines = lambda: sum("[kinematics_node]" in line and "ready" in line for line in up.lines)  # noqa: E731
-        assert _wait(lambda: ready_lines() >= 2, 60.0), up.text()
+        assert wait_until(lambda: ready_lines() >= 2, 60.0), up.text()
         assert up.alive()
         up.signal(signal.SIGINT)
-        assert _wait(lambda: not up.alive(), 60.0), up.text()
+        assert wait_until(lambda: not up.alive(), 60.0), up.text()
     finally:
         rc = up.stop()
     text = "\n".join(up.lines)

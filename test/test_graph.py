@@ -148,6 +148,16 @@ def _python(name: str, code: str) -> ProcessSpec:
     return ProcessSpec(name, [sys.executable, "-c", code])
 
 
+def first_exit(launcher: Launcher, timeout_s: float) -> int | None:
+    """Poll the launcher until a child ends (its status), or None once `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while status is None and time.monotonic() < deadline:
+        status = launcher.poll()
+        time.sleep(0.05)
+    return status
+
+
 def test_launcher_reports_a_dead_node_and_stops_the_rest():
     lines: list[str] = []
     launcher = Launcher(
@@ -159,11 +169,7 @@ def test_launcher_reports_a_dead_node_and_stops_the_rest():
         stop_timeout_s=10.0,  # SIGINT first; SIGTERM only if it is ignored for this long
     )
     launcher.start()
-    deadline = time.monotonic() + 20.0
-    status = None
-    while status is None and time.monotonic() < deadline:
-        status = launcher.poll()
-        time.sleep(0.05)
+    status = first_exit(launcher, 20.0)
     launcher.shutdown()
     assert status == 3 and launcher.failure == "crasher exited with code 3"
     assert "[crasher] bye" in lines
@@ -175,11 +181,7 @@ def test_launcher_names_the_signal_and_restarts_when_asked():
     code = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
     launcher = Launcher([_python("segv", code)], output=lines.append, restart_on_failure=True, max_restarts=2)
     launcher.start()
-    deadline = time.monotonic() + 30.0
-    status = None
-    while status is None and time.monotonic() < deadline:
-        status = launcher.poll()
-        time.sleep(0.05)
+    status = first_exit(launcher, 30.0)
     launcher.shutdown()
     assert launcher.restarts["segv"] == 2
     assert status == 1 and launcher.failure == "segv killed by signal SIGSEGV"

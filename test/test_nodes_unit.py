@@ -181,12 +181,19 @@ def start_inference(ros, policy=None, loader=None, **overrides):
     return node, policy
 
 
-def test_inference_acts_on_fresh_inputs_and_stamps_the_camera_time(ros):
-    node, policy = start_inference(ros)
+def ready_inference(ros, **kw):
+    """An inference node that has loaded its policy and received an instruction, with the probes that feed
+    its inputs and collect its actions: where every test of one decision step starts."""
+    node, policy = start_inference(ros, **kw)
     actions = ros.collect(VlaAction, "vla/action_raw", vla_qos())
     feed = Feeder(ros)
     feed.say()
     assert ros.spin_until(lambda: node._policy is not None and node._instruction is not None)
+    return node, policy, actions, feed
+
+
+def test_inference_acts_on_fresh_inputs_and_stamps_the_camera_time(ros):
+    node, policy, actions, feed = ready_inference(ros)
     stamp = now_ns(ros)
     feed.step(stamp)
     assert ros.spin_until(lambda: actions, 5.0)
@@ -211,11 +218,7 @@ def test_inference_acts_on_fresh_inputs_and_stamps_the_camera_time(ros):
 )
 def test_inference_drops_bad_images_with_a_warning(ros, bad, fragment):
     diags = Diagnostics(ros)
-    node, policy = start_inference(ros)
-    actions = ros.collect(VlaAction, "vla/action_raw", vla_qos())
-    feed = Feeder(ros)
-    feed.say()
-    assert ros.spin_until(lambda: node._policy is not None and node._instruction is not None)
+    node, policy, actions, feed = ready_inference(ros)
     feed.step(now_ns(ros), corner=bad)
     status = diags.wait("inference_node", WARN, "bad image from corner")
     assert fragment in status.message
@@ -226,11 +229,7 @@ def test_inference_drops_bad_images_with_a_warning(ros, bad, fragment):
 
 def test_inference_refuses_nan_joint_state(ros):
     diags = Diagnostics(ros)
-    node, policy = start_inference(ros, sync_timeout_s=0.0)
-    actions = ros.collect(VlaAction, "vla/action_raw", vla_qos())
-    feed = Feeder(ros)
-    feed.say()
-    assert ros.spin_until(lambda: node._policy is not None and node._instruction is not None)
+    node, policy, actions, feed = ready_inference(ros, sync_timeout_s=0.0)
     pos = np.zeros(9)
     pos[3] = math.nan
     feed.step(now_ns(ros), positions=pos)
@@ -241,11 +240,7 @@ def test_inference_refuses_nan_joint_state(ros):
 
 def test_inference_refuses_stale_images(ros):
     diags = Diagnostics(ros)
-    node, policy = start_inference(ros, max_image_age_s=0.5)
-    actions = ros.collect(VlaAction, "vla/action_raw", vla_qos())
-    feed = Feeder(ros)
-    feed.say()
-    assert ros.spin_until(lambda: node._policy is not None and node._instruction is not None)
+    node, policy, actions, feed = ready_inference(ros, max_image_age_s=0.5)
     feed.step(now_ns(ros) - 5_000_000_000)
     status = diags.wait("inference_node", WARN, "stale image")
     assert "5.0" in status.message or "s old" in status.message
@@ -278,11 +273,7 @@ def test_inference_without_instruction_publishes_nothing(ros):
 
 def test_inference_unknown_precision_falls_back_and_is_flagged(ros):
     diags = Diagnostics(ros)
-    node, policy = start_inference(ros)
-    actions = ros.collect(VlaAction, "vla/action_raw", vla_qos())
-    feed = Feeder(ros)
-    feed.say()
-    assert ros.spin_until(lambda: node._policy is not None and node._instruction is not None)
+    node, policy, actions, feed = ready_inference(ros)
     feed.config.publish(C.accel_config_msg("w1a1", "ar", 0.0, "test", now_ns(ros)))
     assert ros.spin_until(lambda: node._config is not None and node._instruction is not None)
     feed.step(now_ns(ros))
@@ -293,11 +284,7 @@ def test_inference_unknown_precision_falls_back_and_is_flagged(ros):
 
 
 def test_inference_passes_the_accel_config_and_a_valid_kalman_prediction(ros):
-    node, policy = start_inference(ros)
-    actions = ros.collect(VlaAction, "vla/action_raw", vla_qos())
-    feed = Feeder(ros)
-    feed.say()
-    assert ros.spin_until(lambda: node._policy is not None and node._instruction is not None)
+    node, policy, actions, feed = ready_inference(ros)
     t = now_ns(ros)
     feed.config.publish(C.accel_config_msg("int8", "kerv", 7.0, "test", t))
     feed.prediction.publish(
@@ -313,11 +300,7 @@ def test_inference_passes_the_accel_config_and_a_valid_kalman_prediction(ros):
 
 
 def test_inference_image_trigger_waits_for_the_prediction_of_the_same_step(ros):
-    node, policy = start_inference(ros, sync_timeout_s=3.0)
-    actions = ros.collect(VlaAction, "vla/action_raw", vla_qos())
-    feed = Feeder(ros)
-    feed.say()
-    assert ros.spin_until(lambda: node._policy is not None and node._instruction is not None)
+    node, policy, actions, feed = ready_inference(ros, sync_timeout_s=3.0)
     t0 = now_ns(ros)
     feed.prediction.publish(C.kalman_prediction_msg(np.zeros(4), np.full(4, np.inf), 0, False, t0))
     assert ros.spin_until(lambda: node._prediction is not None)
@@ -557,21 +540,26 @@ def test_controller_no_hold_before_the_first_action(ros):
     assert not commands
 
 
-def test_controller_decides_the_accel_config_from_kinematics(ros):
+def two_mode_controller(ros, **overrides):
+    """A controller whose table picks int4 below sensitivity 0.5 and fp32 above, switching at once, with
+    probes that publish KinematicState and collect the AccelConfig it decides."""
     node, _ = start_controller(
         ros,
         precision_modes=["int4", "fp32"],
         precision_table_bounds=[0.5],
         precision_table_modes=["int4"],
         downgrade_after=1,
-        decoding="kerv",
-        r_min=5.0,
-        r_max=15.0,
-        fluctuation_lo=0.0,
-        fluctuation_hi=1.0,
+        **overrides,
     )
     configs = ros.collect(AccelConfig, "vla/accel_config", vla_qos())
     kin = ros.publisher(KinematicState, "vla/kinematics", vla_qos())
+    return node, configs, kin
+
+
+def test_controller_decides_the_accel_config_from_kinematics(ros):
+    _, configs, kin = two_mode_controller(
+        ros, decoding="kerv", r_min=5.0, r_max=15.0, fluctuation_lo=0.0, fluctuation_hi=1.0
+    )
     t = now_ns(ros)
     kin.publish(KinematicState(header=C.header(t), sensitivity=0.1, fluctuation=0.0))
     assert ros.spin_until(lambda: len(configs) >= 1, 5.0)
@@ -585,15 +573,7 @@ def test_controller_decides_the_accel_config_from_kinematics(ros):
 
 
 def test_controller_episode_start_resets_to_the_top_mode(ros):
-    node, _ = start_controller(
-        ros,
-        precision_modes=["int4", "fp32"],
-        precision_table_bounds=[0.5],
-        precision_table_modes=["int4"],
-        downgrade_after=1,
-    )
-    configs = ros.collect(AccelConfig, "vla/accel_config", vla_qos())
-    kin = ros.publisher(KinematicState, "vla/kinematics", vla_qos())
+    _, configs, kin = two_mode_controller(ros)
     episodes = ros.probe.create_publisher(String, "sim/episode", episode_qos())
     kin.publish(KinematicState(header=C.header(now_ns(ros)), sensitivity=0.1))
     assert ros.spin_until(lambda: configs and configs[-1].precision == "int4", 5.0)

@@ -13,7 +13,7 @@ from torch import nn
 
 from vla_accel_ros.decoding.common import action_argmax
 from vla_accel_ros.evaluation.reporting import machine_info
-from vla_accel_ros.policy.config import VlaConfig
+from vla_accel_ros.policy.config import VlaConfig, tiny_config
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
 from vla_accel_ros.policy.tokenizer import PromptTokenizer
@@ -41,31 +41,12 @@ GROUP = 32
 MODE_NAMES = [m.name for m in DEFAULT_MODES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matrices: a second OpenMP thread only adds spin-waiting on a shared, busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_config() -> VlaConfig:
     # Smallest shapes the int4 kernel takes: in_features a multiple of the group, out_features of 16.
-    words = PromptTokenizer.from_texts(INSTRUCTIONS).vocab[4:]
-    return VlaConfig(
-        prompt_vocab=words,
-        hidden_size=64,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        intermediate_size=128,
-        vision_channels=[8, 8, 8, 16],
-        action_q01=[-1.0] * 4,
-        action_q99=[1.0] * 4,
-        state_mean=[0.0] * 9,
-        state_std=[1.0] * 9,
-    )
+    return tiny_config(INSTRUCTIONS, hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128)
 
 
 def quantized_model(mode: str | None = None) -> VlaModel:
@@ -443,7 +424,7 @@ def test_benchmark_section_renders_a_report():
 
 
 @pytest.mark.parametrize("ladder", ["int4", "int4-whole"])
-def test_inference_node_loader_serves_the_int4_ladder_when_configured(one_thread, ladder):
+def test_inference_node_loader_serves_the_int4_ladder_when_configured(ladder):
     """precision_ladder: int4 makes the node's policy serve every ladder mode; 'none' only fp32."""
     from vla_accel_ros.params import InferenceParams
     from vla_accel_ros.quant import DEFAULT_MODES

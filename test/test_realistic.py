@@ -18,13 +18,7 @@ from vla_accel_ros.policy.realistic import (
 )
 from vla_accel_ros.quant import get_ladder, quantize_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,7 @@ TS = typestore()
 T = TS.types
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(**kw) -> VlaConfig:
@@ -93,23 +88,14 @@ def read_topics(bag: Path) -> dict[str, list[tuple[int, bytes, str]]]:
     return out
 
 
+def replay(bag: Path, checkpoint: Path, out: Path, *flags: str) -> int:
+    """`replay BAG --checkpoint CKPT --out OUT --quiet FLAGS`: each test spells only what it varies."""
+    return main(["replay", str(bag), "--checkpoint", str(checkpoint), "--out", str(out), "--quiet", *flags])
+
+
 def test_replay_writes_bags_metrics_and_plots(demo_bag, checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(
-        [
-            "replay",
-            str(demo_bag),
-            "--checkpoint",
-            str(checkpoint),
-            "--methods",
-            "ar,kerv,dyq",
-            "--out",
-            str(out),
-            "--quiet",
-            "--warmup",
-            "2",
-        ]
-    )
+    rc = replay(demo_bag, checkpoint, out, "--methods", "ar,kerv,dyq", "--warmup", "2")
     assert rc == 0, capsys.readouterr().err
     assert not partial_dir(out).exists()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -167,20 +153,7 @@ def test_speculative_methods_with_a_draft(draft_checkpoint, tmp_path, capsys):
     bag = tmp_path / "bag"
     write_episodes(bag, episodes(n=1, steps=8))
     out = tmp_path / "out"
-    rc = main(
-        [
-            "replay",
-            str(bag),
-            "--checkpoint",
-            str(draft_checkpoint),
-            "--methods",
-            "spec,kerv",
-            "--out",
-            str(out),
-            "--quiet",
-            "--no-plots",
-        ]
-    )
+    rc = replay(bag, draft_checkpoint, out, "--methods", "spec,kerv", "--no-plots")
     assert rc == 0, capsys.readouterr().err
     m = json.loads((out / "metrics.json").read_text())["methods"]
     for name in ("spec", "kerv"):
@@ -228,8 +201,7 @@ def test_every_method_replays_a_small_bag(ladder_checkpoint, tmp_path, capsys):
     bag = tmp_path / "bag"
     write_episodes(bag, episodes(n=2, steps=4))
     out = tmp_path / "out"
-    argv = ["replay", str(bag), "--checkpoint", str(ladder_checkpoint), "--out", str(out), "--quiet"]
-    rc = main([*argv, "--warmup", "1"])
+    rc = replay(bag, ladder_checkpoint, out, "--warmup", "1")
     assert rc == 0, capsys.readouterr().err
     assert "DyQ table" in capsys.readouterr().out  # the shipped params name no ladder mode: said so
     metrics = json.loads((out / "metrics.json").read_text())
@@ -270,21 +242,8 @@ def test_max_episodes_and_mode_shorthands(ladder_checkpoint, tmp_path, capsys):
     bag = tmp_path / "bag"
     write_episodes(bag, episodes(n=3, steps=3))
     out = tmp_path / "out"
-    rc = main(
-        [
-            "replay",
-            str(bag),
-            "--checkpoint",
-            str(ladder_checkpoint),
-            "--methods",
-            "w4a16,fp32,ar@w4a16",
-            "--max-episodes",
-            "2",
-            "--out",
-            str(out),
-            "--quiet",
-            "--no-plots",
-        ]
+    rc = replay(
+        bag, ladder_checkpoint, out, "--methods", "w4a16,fp32,ar@w4a16", "--max-episodes", "2", "--no-plots"
     )
     assert rc == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
@@ -352,8 +311,7 @@ def test_config_dir_gives_the_graphs_settings_to_every_method(ladder_checkpoint,
     bag = tmp_path / "bag"
     write_episodes(bag, episodes(n=1, steps=4))
     out = tmp_path / "out"
-    argv = ["replay", str(bag), "--checkpoint", str(ladder_checkpoint), "--methods", "specvla,dyq"]
-    rc = main([*argv, "--config", str(cfg), "--out", str(out), "--quiet", "--no-plots"])
+    rc = replay(bag, ladder_checkpoint, out, "--methods", "specvla,dyq", "--config", str(cfg), "--no-plots")
     assert rc == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["methods"]["specvla"]["timeline"]["threshold"] == [3.0] * 4  # not the table's 9
@@ -378,8 +336,7 @@ def test_the_ladders_group_size_comes_from_the_config(demo_bag, checkpoint, tmp_
     cannot be laddered, and the DyQ row says so instead of running another model."""
     cfg = config_with(tmp_path / "cfg", "inference_node", quant_group_size=64)
     out = tmp_path / "out"
-    argv = ["replay", str(demo_bag), "--checkpoint", str(checkpoint), "--methods", "ar,dyq"]
-    assert main([*argv, "--config", str(cfg), "--out", str(out), "--quiet", "--no-plots"]) == 0
+    assert replay(demo_bag, checkpoint, out, "--methods", "ar,dyq", "--config", str(cfg), "--no-plots") == 0
     dyq = json.loads((out / "metrics.json").read_text())["methods"]["dyq"]
     assert not dyq["available"] and "precision ladder" in dyq["reason"] and "group 64" in dyq["reason"]
 
@@ -402,23 +359,7 @@ def test_builtin_checkpoint_ships_its_draft_and_a_given_draft_replaces_it(tmp_pa
 
 def test_without_reference_actions_the_loop_sees_the_policy_action(demo_bag, checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(
-        [
-            "replay",
-            str(demo_bag),
-            "--checkpoint",
-            str(checkpoint),
-            "--methods",
-            "ar",
-            "--action-topic",
-            "none",
-            "--out",
-            str(out),
-            "--quiet",
-            "--max-steps",
-            "4",
-        ]
-    )
+    rc = replay(demo_bag, checkpoint, out, "--methods", "ar", "--action-topic", "none", "--max-steps", "4")
     assert rc == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     ar = metrics["methods"]["ar"]
@@ -488,19 +429,7 @@ def test_runtime_fallbacks_are_reported(checkpoint, tmp_path):
 
 def test_no_servable_method_exits_1(demo_bag, checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(
-        [
-            "replay",
-            str(demo_bag),
-            "--checkpoint",
-            str(checkpoint),
-            "--methods",
-            "spec",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+    rc = replay(demo_bag, checkpoint, out, "--methods", "spec")
     assert rc == 1 and "spec: decoding 'spec' needs a draft" in capsys.readouterr().err
     assert not out.exists() and not partial_dir(out).exists()
 
@@ -632,21 +561,7 @@ def test_bad_bags_fail_clearly_and_leave_no_output(case, checkpoint, tmp_path, c
     make, expected = BAD_BAGS[case]
     bag = make(tmp_path / "bag")
     out = tmp_path / "out"
-    rc = main(
-        [
-            "replay",
-            str(bag),
-            "--checkpoint",
-            str(checkpoint),
-            "--methods",
-            "ar",
-            "--out",
-            str(out),
-            "--quiet",
-            "--action-topic",
-            "/expert_action",
-        ]
-    )
+    rc = replay(bag, checkpoint, out, "--methods", "ar", "--action-topic", "/expert_action")
     err = capsys.readouterr().err
     assert rc == 2 and expected in err and err.startswith("error: ")
     assert not out.exists() and not partial_dir(out).exists()
@@ -655,20 +570,7 @@ def test_bad_bags_fail_clearly_and_leave_no_output(case, checkpoint, tmp_path, c
 def test_a_good_bag_of_the_same_layout_replays(checkpoint, tmp_path, capsys):
     """The bad-bag builder's unmodified bag works: each failure above is the named defect alone."""
     bag = write_bag(tmp_path / "bag")
-    rc = main(
-        [
-            "replay",
-            str(bag),
-            "--checkpoint",
-            str(checkpoint),
-            "--methods",
-            "ar",
-            "--out",
-            str(tmp_path / "out"),
-            "--quiet",
-            "--no-plots",
-        ]
-    )
+    rc = replay(bag, checkpoint, tmp_path / "out", "--methods", "ar", "--no-plots")
     assert rc == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["steps"] == 4
 

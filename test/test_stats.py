@@ -113,26 +113,18 @@ def foreign_bag(path: Path, n: int = 30) -> np.ndarray:
     return acts
 
 
+def stats_of_foreign_bag(bag: Path, *flags: str) -> int:
+    """`vla-accel stats` on a foreign_bag, its topics named by the mapping flags, quietly."""
+    topics = ["--action-topic", "/robot/cmd", "--state-topic", "/robot/joints"]
+    return main(["stats", str(bag), *topics, "--quiet", *flags])
+
+
 def test_other_topic_names_through_the_mapping_flags(tmp_path, capsys):
     acts = foreign_bag(tmp_path / "robot")
     rc = main(["stats", str(tmp_path / "robot"), "--quiet"])
     assert rc == 2 and "no action topic '/expert_action'" in capsys.readouterr().err
     out = tmp_path / "s.json"
-    rc = main(
-        [
-            "stats",
-            str(tmp_path / "robot"),
-            "--action-topic",
-            "/robot/cmd",
-            "--state-topic",
-            "/robot/joints",
-            "--joint-names",
-            "a,c",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+    rc = stats_of_foreign_bag(tmp_path / "robot", "--joint-names", "a,c", "--out", str(out))
     assert rc == 0, capsys.readouterr().err
     stats = json.loads(out.read_text())
     assert stats["action"]["names"][3] == "droll" and stats["action"]["count"] == 30
@@ -215,20 +207,8 @@ def test_narrow_actions_and_shifted_joints_warn_or_mismatch(tmp_path, checkpoint
 
 def test_dimension_count_mismatch(tmp_path, checkpoint, capsys):
     foreign_bag(tmp_path / "robot")
-    rc = main(
-        [
-            "stats",
-            str(tmp_path / "robot"),
-            "--action-topic",
-            "/robot/cmd",
-            "--state-topic",
-            "/robot/joints",
-            "--check",
-            str(checkpoint),
-            "--quiet",
-            "--plot",
-            str(tmp_path / "p.png"),
-        ]
+    rc = stats_of_foreign_bag(
+        tmp_path / "robot", "--check", str(checkpoint), "--plot", str(tmp_path / "p.png")
     )
     assert rc == 1
     problems = json.loads(capsys.readouterr().out)["check"]["problems"]

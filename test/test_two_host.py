@@ -21,9 +21,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 
 import pytest
+from ros_fixtures import unique_domain_id, wait_until
 from test_faults import WATCHDOG_S, Proc, record, tiny_checkpoint
 
 from vla_accel_ros.ros.launcher import SIM_NODES, Graph, GraphConfig, default_params_files
@@ -111,19 +111,6 @@ class TwoHosts:
         ip("-n", self.ns["a"], "link", "set", self.dev["a"], "up" if up else "down")
 
 
-def _domain() -> int:
-    return random.Random(os.getpid() ^ time.monotonic_ns()).randrange(100, 230)
-
-
-def _wait(cond: Callable[[], bool], timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 TALKER = textwrap.dedent(
     """
     import sys, time, rclpy
@@ -161,7 +148,7 @@ def test_which_discovery_settings_cross_the_link():
         ("LOCALHOST", False): False,
         ("OFF", True): False,
     }
-    base = _domain()  # drawn once: cases on one domain would discover each other across the link
+    base = unique_domain_id()  # drawn once: cases on one domain would discover each other across the link
     domains = [100 + (base + 7 * i) % 120 for i in range(len(cases))]
     with TwoHosts() as hosts:
         listeners = {}
@@ -170,7 +157,7 @@ def test_which_discovery_settings_cross_the_link():
             listeners[(discovery, peers)] = hosts.run(
                 "b", [sys.executable, "-c", LISTENER, "12"], hosts.env("b", domain, discovery, peers)
             )
-        assert _wait(lambda: all(not p.alive() for p in listeners.values()), 40.0)
+        assert wait_until(lambda: all(not p.alive() for p in listeners.values()), 40.0)
         got = {case: "RECEIVED" in p.text() for case, p in listeners.items()}
     assert got == cases, ({f"{d} peers={p}": v for (d, p), v in got.items()}, f"domains {domains}")
 
@@ -243,7 +230,7 @@ def test_cutting_the_link_holds_the_arm_and_restoring_it_resumes(tmp_path):
     )
     graph = Graph(cfg)
     specs = graph.launcher.specs
-    domain = _domain()
+    domain = unique_domain_id()
     try:
         with TwoHosts() as hosts:
             logs: dict[str, Proc] = {}
@@ -255,22 +242,22 @@ def test_cutting_the_link_holds_the_arm_and_restoring_it_resumes(tmp_path):
             def tail() -> str:
                 return "\n".join(f"--- {n}\n{p.text(15)}" for n, p in logs.items())
 
-            assert _wait(lambda: len(observer.motion(0.0)) >= 5, START_S), tail()
+            assert wait_until(lambda: len(observer.motion(0.0)) >= 5, START_S), tail()
             t_cut = time.monotonic()
             hosts.link(up=False)
-            assert _wait(lambda: bool(observer.holds(t_cut)), 10 * WATCHDOG_S), tail()
+            assert wait_until(lambda: bool(observer.holds(t_cut)), 10 * WATCHDOG_S), tail()
             first_hold = observer.holds(t_cut)[0]["t"]
             latency = first_hold - t_cut
-            assert _wait(lambda: bool(observer.diag(2, "holding", t_cut)), 10.0), tail()
-            assert _wait(lambda: len(observer.holds(t_cut)) >= 3, 10 * WATCHDOG_S)
+            assert wait_until(lambda: bool(observer.diag(2, "holding", t_cut)), 10.0), tail()
+            assert wait_until(lambda: len(observer.holds(t_cut)) >= 3, 10 * WATCHDOG_S)
             late_motion = observer.motion(first_hold)
             assert not late_motion, late_motion  # only holds while the link is down
 
             t_up = time.monotonic()
             hosts.link(up=True)
-            assert _wait(lambda: len(observer.motion(t_up)) >= 5, 60.0), tail()
+            assert wait_until(lambda: len(observer.motion(t_up)) >= 5, 60.0), tail()
             resumed_s = observer.motion(t_up)[0]["t"] - t_up
-            assert _wait(lambda: bool(observer.diag(0, "commanding the arm", t_up)), 10.0), tail()
+            assert wait_until(lambda: bool(observer.diag(0, "commanding the arm", t_up)), 10.0), tail()
             ages = [e["age"] for e in observer.motion(t_up)]
             refused_stale = observer.diag(1, "s old (watchdog_timeout_s", t_up)
             assert all(procs.alive() for procs in logs.values()), tail()

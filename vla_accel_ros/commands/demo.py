@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from vla_accel_ros.params.flags import add_override_argument
+
 HELP = "Closed-loop demo: simulated arm + the three nodes + the built-in model, then a summary table"
 
 
@@ -34,14 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: sim.yaml)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint folder (default: builtin)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="NODE.PARAM=VALUE",
-        help="override one parameter (repeatable), as in `vla-accel up`",
-    )
+    add_override_argument(parser)
     parser.add_argument("--verbose", action="store_true", help="stream the nodes' logs")
 
 

@@ -26,17 +26,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from vla_accel_ros.evaluation.reliability import add_checkpoint_argument
+
 HELP = "Feed >= 10,000 malformed messages into every node's callbacks: crashes, commands from bad data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=10_000, help="bad messages in all (default 10000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--checkpoint",
-        default=None,
-        help="checkpoint folder or 'builtin' (default: builtin, else a stand-in)",
-    )
+    add_checkpoint_argument(parser)
     parser.add_argument("--json", type=Path, default=Path("docs/results/reliability_fuzz.json"))
     parser.add_argument("--doc", type=Path, default=Path("docs/RELIABILITY.md"))
     parser.add_argument("--no-write", action="store_true", help="print the report only")

@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vla_accel_ros.evaluation.reliability import add_checkpoint_argument
+
 HELP = "Sensor load (60 Hz cameras, 500 Hz joints) and an accelerated soak: drops, rate, memory, latency"
 
 
@@ -41,11 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soak-joint-hz", type=float, default=50.0, help="soak: joint-state rate (sim time)")
     parser.add_argument("--control-hz", type=float, default=10.0, help="inference rate (timer trigger)")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument(
-        "--checkpoint",
-        default=None,
-        help="checkpoint folder or 'builtin' (default: builtin, else a stand-in)",
-    )
+    add_checkpoint_argument(parser)
     parser.add_argument("--nice", type=int, default=10, help="niceness of this process and the nodes")
     parser.add_argument("--json-dir", type=Path, default=Path("docs/results"))
     parser.add_argument("--doc", type=Path, default=Path("docs/RELIABILITY.md"))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
+
+from vla_accel_ros.training.flags import json_object
 
 HELP = "train the token-domain VLA on demonstration bags (resumable, deterministic seed)"
 
@@ -52,18 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score held-out episodes on this many evenly spaced frames (0 = all)",
     )
     parser.add_argument(
-        "--model", default="{}", help="JSON VlaConfig overrides, e.g. '{\"hidden_size\": 192}'"
+        "--model",
+        type=json_object,
+        default="{}",
+        help="JSON VlaConfig overrides, e.g. '{\"hidden_size\": 192}'",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.training.train import TrainConfig, train
 
-    try:
-        overrides = json.loads(args.model)
-    except json.JSONDecodeError as err:
-        print(f"--model is not valid JSON: {err}", file=sys.stderr)
-        return 2
     cfg = TrainConfig(
         data=args.data,
         out=args.out,
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         stop_after=args.stop_after,
-        model=overrides,
+        model=args.model,
         init=args.init,
         backbone=args.backbone,
         vision_from=args.vision_from,

@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from vla_accel_ros.training.flags import json_object
+
 HELP = "train the speculative-decoding draft head against a frozen checkpoint (writes <checkpoint>/draft)"
 
 
@@ -25,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-frames", type=int, default=300, help="held-out frames for acceptance rates")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument(
-        "--draft", default="{}", help="JSON DraftConfig overrides, e.g. '{\"intermediate_size\": 256}'"
+        "--draft",
+        type=json_object,
+        default="{}",
+        help="JSON DraftConfig overrides, e.g. '{\"intermediate_size\": 256}'",
     )
     parser.add_argument("--no-progress", action="store_true")
 
@@ -33,11 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.training.train_draft import DraftTrainConfig, train_draft
 
-    try:
-        overrides = json.loads(args.draft)
-    except json.JSONDecodeError as err:
-        print(f"--draft is not valid JSON: {err}", file=sys.stderr)
-        return 2
     if not (args.checkpoint / "model.safetensors").is_file():
         print(f"{args.checkpoint} has no model.safetensors: train the target first", file=sys.stderr)
         return 2
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         eval_frames=args.eval_frames,
         threads=args.threads,
-        draft=overrides,
+        draft=args.draft,
         progress=not args.no_progress,
         command="vla-accel train-draft " + shlex.join(sys.argv[2:]),
     )

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from vla_accel_ros.params.flags import add_override_argument
+
 HELP = "Bring up the node graph (add --sim for the simulated arm) as separate processes from one params YAML"
 
 
@@ -30,14 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="params file(s), later ones win; one flag may name several, as for rcl (default: "
         "config/vla_accel.yaml, + config/sim.yaml with --sim)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="NODE.PARAM=VALUE",
-        help="override one parameter, e.g. controller_node.dry_run=false (repeatable)",
-    )
+    add_override_argument(parser)
     parser.add_argument("--namespace", default="", help="namespace of every node (and their relative topics)")
     parser.add_argument(
         "--remap",

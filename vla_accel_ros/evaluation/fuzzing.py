@@ -84,6 +84,12 @@ class BadMessages:
         name = self.rng.choice(sorted(options))
         return name, options[name]()
 
+    def _mutate_or_bad_stamp(self, mutations: dict[str, Callable[[], Any]], header: Any, kind: str) -> str:
+        """Run one of `mutations` on the payload, or (as one more equally likely choice, "stamp") break the
+        header's stamp instead; returns the case name. The draw is the same as `_pick` over all of them."""
+        name, _ = self._pick({**mutations, "stamp": lambda: None})
+        return self._set_bad_stamp(header, kind) if name == "stamp" else name
+
     def _odd_string(self) -> str:
         r = self.rng.random()
         if r < 0.15:
@@ -174,19 +180,15 @@ class BadMessages:
             msg.height, msg.width, msg.step = n, n, 3 * n
             msg.data = bytes(3 * n * n)
 
-        name, _ = self._pick(
-            {
-                "wrong_size": wrong_size,
-                "empty": empty,
-                "bad_encoding": bad_encoding,
-                "bad_step": bad_step,
-                "huge_dims": huge_dims,
-                "too_small": too_small,
-                "stamp": lambda: None,
-            }
-        )
-        if name == "stamp":
-            name = self._set_bad_stamp(msg.header, "image")
+        mutations = {
+            "wrong_size": wrong_size,
+            "empty": empty,
+            "bad_encoding": bad_encoding,
+            "bad_step": bad_step,
+            "huge_dims": huge_dims,
+            "too_small": too_small,
+        }
+        name = self._mutate_or_bad_stamp(mutations, msg.header, "image")
         self._noise_frame(msg.header)
         return Case(f"image.{name}", msg, True)
 
@@ -243,17 +245,13 @@ class BadMessages:
             msg.position = [rng.uniform(-1, 1) for _ in range(k)]
             msg.name = [f"joint_{i}" for i in range(k)] if rng.random() < 0.5 else []
 
-        name, _ = self._pick(
-            {
-                "non_finite": non_finite,
-                "huge": huge,
-                "names_mismatch": names_mismatch,
-                "wrong_length": wrong_length,
-                "stamp": lambda: None,
-            }
-        )
-        if name == "stamp":
-            name = self._set_bad_stamp(msg.header, "joints")
+        mutations = {
+            "non_finite": non_finite,
+            "huge": huge,
+            "names_mismatch": names_mismatch,
+            "wrong_length": wrong_length,
+        }
+        name = self._mutate_or_bad_stamp(mutations, msg.header, "joints")
         if rng.random() < 0.3:  # fields no node reads: any length, any value
             msg.velocity = [self._bad_float() for _ in range(rng.randrange(0, 20))]
             msg.effort = [self._huge_float() for _ in range(rng.randrange(0, 20))]

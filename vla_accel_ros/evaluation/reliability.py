@@ -7,6 +7,7 @@ ROS-free: the rclpy drivers live in vla_accel_ros/ros/ (fuzz_driver, soak_run) a
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -31,6 +32,15 @@ def resolve_model(model: str | None, tmp: Path, seed: int = 0) -> tuple[str, str
     if (BUILTIN / "config.json").is_file():
         return "builtin", None
     return str(stand_in_checkpoint(tmp / "stand_in", seed)), STAND_IN_NOTE
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--checkpoint` flag of fuzz and soak: the `model` that `resolve_model` resolves (None: default)."""
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint folder or 'builtin' (default: builtin, else a stand-in)",
+    )
 
 
 def write_doc_section(doc: Path, key: str, title: str, body: str) -> None:

@@ -15,17 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import foxglove
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 
-from vla_accel_ros.ros.recorder import (
-    DEFAULT_EXCLUDE,
-    TopicWatcher,
-    resolve_type,
-    spin_until_stopped,
-)
+from vla_accel_ros.ros.recorder import DEFAULT_EXCLUDE, TopicWatcher, resolve_type
+from vla_accel_ros.ros.spin import private_context, spin_then_close
 
 DEFAULT_PATTERNS = (
     "*/vla/*",
@@ -106,21 +99,11 @@ def serve(
     """Run the server and the bridge until Ctrl-C, SIGTERM or `duration_s`."""
     fox = foxglove.Context()
     server = foxglove.start_server(name="vla_accel_ros", host=host, port=port, context=fox)
-    context = rclpy.Context()
-    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     try:
-        log(f"[foxglove] serving on ws://{host}:{server.port} (open it in Foxglove: Open connection)")
-        node = FoxgloveBridge(fox, patterns, topics, log=log, context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        try:
-            spin_until_stopped(executor, duration_s)
-        finally:
-            node.close()
-            executor.remove_node(node)
-            node.destroy_node()
-            executor.shutdown()
-        log(f"[foxglove] stopped after forwarding {node.forwarded} messages")
+        with private_context() as context:
+            log(f"[foxglove] serving on ws://{host}:{server.port} (open it in Foxglove: Open connection)")
+            node = FoxgloveBridge(fox, patterns, topics, log=log, context=context)
+            spin_then_close(node, context, duration_s)
+            log(f"[foxglove] stopped after forwarding {node.forwarded} messages")
     finally:
         server.stop()
-        context.try_shutdown()

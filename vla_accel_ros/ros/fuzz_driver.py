@@ -23,7 +23,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,10 +196,7 @@ class Driver:
             self._check_arm(target, before, case)
             if i % 10 == 0:
                 self.pump(rounds=3)
-        self.spin_until(lambda: False, 0.3)
-        for k, start in zip(inference, actions_start, strict=True):
-            for msg in self.by_name[k].spies["actions"].msgs[start:]:
-                self.report.commands_from_bad_data.append(f"{k} published an action: {list(msg.action)}")
+        self._report_late_actions(inference, actions_start)
         for k, start in zip(controllers, arm_start, strict=True):
             window = self.by_name[k].spies["arm"].msgs[start:]
             holds = sum(is_hold(m) for m in window)
@@ -265,11 +262,17 @@ class Driver:
                 )
             if i % 10 == 0:
                 self.pump(rounds=3)
+        self._report_late_actions(names, starts)
+        for k in names:
+            self.by_name[k].node.forget_inputs()
+
+    def _report_late_actions(self, names: Sequence[str], starts: Sequence[int]) -> None:
+        """Let in-flight callbacks finish, then count every action the inference targets `names` published
+        since their spies held `starts` messages: on bad data an inference node must publish none."""
         self.spin_until(lambda: False, 0.3)
         for k, start in zip(names, starts, strict=True):
             for msg in self.by_name[k].spies["actions"].msgs[start:]:
                 self.report.commands_from_bad_data.append(f"{k} published an action: {list(msg.action)}")
-            self.by_name[k].node.forget_inputs()
 
     def _arm_state(self, target: Target) -> int:
         if target.arm is not None:

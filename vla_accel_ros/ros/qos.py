@@ -17,62 +17,38 @@ from rclpy.qos import (
 )
 
 
+def keep_last(depth: int, reliability: ReliabilityPolicy, durability: DurabilityPolicy) -> QoSProfile:
+    """A KEEP_LAST profile: every stream keeps a bounded history, so each one differs only in these three."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability, durability=durability
+    )
+
+
 def camera_qos() -> QoSProfile:
     """Images: sensor-data profile (best effort, volatile), newest frame only."""
-    qos = QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=1,
-        reliability=qos_profile_sensor_data.reliability,
-        durability=qos_profile_sensor_data.durability,
-    )
-    return qos
+    return keep_last(1, qos_profile_sensor_data.reliability, qos_profile_sensor_data.durability)
 
 
 def joint_states_qos() -> QoSProfile:
     """Joint states: best effort, a few messages (finite differences want consecutive samples)."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=5,
-        reliability=ReliabilityPolicy.BEST_EFFORT,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+    return keep_last(5, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE)
 
 
 def instruction_qos() -> QoSProfile:
     """Instruction: reliable and latched (TRANSIENT_LOCAL), the latest one only."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=1,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    )
+    return keep_last(1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def command_qos() -> QoSProfile:
     """Arm commands: reliable, depth 1 (a queued stale command must never be replayed)."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=1,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+    return keep_last(1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE)
 
 
 def vla_qos() -> QoSProfile:
     """/vla/* streams, executed actions, markers and diagnostics: reliable, depth 10."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=10,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+    return keep_last(10, ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE)
 
 
 def episode_qos() -> QoSProfile:
     """Simulated episode events: reliable and latched with a long history, so a late monitor sees them."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=100,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    )
+    return keep_last(100, ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)

@@ -16,22 +16,19 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import os
-import signal
 import sys
 import sysconfig
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
+
+from vla_accel_ros.ros.spin import private_context, spin_then_close
 
 DEFAULT_EXCLUDE = ("/rosout", "/parameter_events")
 
@@ -230,21 +227,6 @@ class Recorder(Node):
         self._log(f"[record] wrote {self.out}: {self.total} messages ({per_topic})")
 
 
-def spin_until_stopped(executor: SingleThreadedExecutor, duration_s: float | None = None) -> None:
-    """Spin until SIGINT, SIGTERM or `duration_s`, then run the callbacks that were already ready."""
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        end = None if duration_s is None else time.monotonic() + duration_s
-        while not stop.is_set() and (end is None or time.monotonic() < end):
-            executor.spin_once(timeout_sec=0.05)
-        for _ in range(20):
-            executor.spin_once(timeout_sec=0.0)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def record(
     out: Path,
     topics: Sequence[str] | None = None,
@@ -255,19 +237,7 @@ def record(
     log: Callable[[str], None] = print,
 ) -> int:
     """Record until Ctrl-C, SIGTERM or `duration_s`; returns the number of messages written."""
-    context = rclpy.Context()
-    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-    try:
+    with private_context() as context:
         node = Recorder(out, topics, exclude, storage, use_sim_time, log=log, context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        try:
-            spin_until_stopped(executor, duration_s)
-        finally:
-            node.close()
-            executor.remove_node(node)
-            node.destroy_node()
-            executor.shutdown()
+        spin_then_close(node, context, duration_s)
         return node.total
-    finally:
-        context.try_shutdown()
