@@ -28,11 +28,10 @@ from vla_accel_ros.control.accel_loop import AccelLoop, Method
 from vla_accel_ros.control.kinematics_step import KinematicsStep
 from vla_accel_ros.params.files import config_dir
 from vla_accel_ros.params.settings import DYQ_FILE, GraphSettings, default_files
-from vla_accel_ros.params.tables import FULL_PRECISION
+from vla_accel_ros.params.tables import DECODINGS, FULL_PRECISION
 from vla_accel_ros.params.yaml_io import read_params_file
 from vla_accel_ros.policy.builder import PolicyBuildError, PolicySpec, build_policy
 
-DECODINGS = ("ar", "spec", "specvla", "kerv")
 VARIANTS = {"kerv": ("verify", "loosen")}
 DYQ = "dyq"
 BF16 = "bf16"
