@@ -46,6 +46,7 @@ def generate_launch_description() -> LaunchDescription:
             "namespace": LaunchConfiguration("namespace"),
             "use_sim_time": "true",
             "dry_run": "true",
+            "use_sim_episode": "true",
         }.items(),
     )
     player = Node(

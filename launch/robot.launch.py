@@ -52,6 +52,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the nodes and topics"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="Use /clock (bag replay)"),
         DeclareLaunchArgument(
+            "use_sim_episode",
+            default_value="false",
+            description="true (simulation, replay only): the controller follows sim/episode start events",
+        ),
+        DeclareLaunchArgument(
             "camera_topic", default_value="camera/image_raw", description="Scene camera (sensor_msgs/Image)"
         ),
         DeclareLaunchArgument(
@@ -111,6 +116,9 @@ def generate_launch_description() -> LaunchDescription:
                 overrides_file,
                 {
                     "dry_run": ParameterValue(LaunchConfiguration("dry_run"), value_type=bool),
+                    "use_sim_episode": ParameterValue(
+                        LaunchConfiguration("use_sim_episode"), value_type=bool
+                    ),
                     "use_sim_time": use_sim_time,
                 },
             ],

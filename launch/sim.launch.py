@@ -51,6 +51,7 @@ def generate_launch_description() -> LaunchDescription:
             "calibration_file": LaunchConfiguration("calibration_file"),
             "overrides_file": sim_params_file,
             "dry_run": LaunchConfiguration("dry_run"),
+            "use_sim_episode": "true",
             "namespace": LaunchConfiguration("namespace"),
         }.items(),
     )

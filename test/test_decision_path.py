@@ -43,6 +43,7 @@ CONTROLLER = dict(
     decoding="kerv",
     r_min=5.0,
     r_max=15.0,
+    use_sim_episode=True,  # the episode start in the middle resets the controller (simulation only)
 )
 KINEMATICS = dict(cooldown_steps=2)
 KERV_DYQ = Method("kerv+dyq", decoding="kerv", precision=None, threshold=None, kalman=True)
@@ -182,7 +183,15 @@ def test_nodes_and_offline_loop_decide_every_step_alike(ros):
 
 # --- the command gate ---------------------------------------------------------------------------------
 
-GATE = dict(dry_run=False, max_translation=1.0, watchdog_timeout_s=1.0, max_rate_hz=50.0)
+# A decoder range wider than the clip, so that both a clipped and a refused over-range action occur.
+GATE = dict(
+    dry_run=False,
+    max_translation=1.0,
+    watchdog_timeout_s=1.0,
+    max_rate_hz=50.0,
+    decoder_action_min=[-2.0] * 4,
+    decoder_action_max=[2.0] * 4,
+)
 T0_NS = 1_000 * 10**9  # simulated time of the first raw action
 MS = 10**6
 # (ms after T0, action, image stamp relative to the receive time in ms); None: no action, only time passes.
@@ -197,6 +206,7 @@ RAW = [
     (600, (1.5, 0.0, 0.0, -1.0), -10),  # clipped to action_max and accepted
     (700, (0.1, 0.0, 0.1), -10),  # wrong length: refused, hold
     (800, (0.1, 0.1, 0.1, -1.0), -10),  # accepted
+    (850, (0.0, 50.0, 0.0, -1.0), -10),  # finite, beyond what the decoder emits: refused, not clipped
     (900, (0.1, 0.1, 0.1, -1.0), 2000),  # image from the future: refused
     (2500, None, 0),  # 1.7 s without a fresh action: the watchdog holds
     (2600, (0.0, 0.2, 0.0, -1.0), -10),  # accepted again

@@ -28,6 +28,7 @@ from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, Vla
 
 from vla_accel_ros.control.action_space import META_WORLD, ActionSpace
 from vla_accel_ros.params import ParameterError
+from vla_accel_ros.policy.tokenizer import ActionTokenizer
 from vla_accel_ros.ros import convert as C
 from vla_accel_ros.ros.controller_node import ControllerNode
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, level_of
@@ -101,6 +102,8 @@ class FakePolicy:
 
     action_dim: int = 4
     cameras: list = field(default_factory=lambda: ["corner", "wrist"])
+    # The runtime's action tokenizer (its bins bound a Kalman fill): [-1, 1] in every dim, as the builtin.
+    actions: ActionTokenizer = field(default_factory=lambda: ActionTokenizer([-1.0] * 4, [1.0] * 4, 300))
     precisions: list = field(default_factory=lambda: ["int8", "fp32"])  # lowest first, top last
     delay_s: float = 0.0
     calls: list = field(default_factory=list)
@@ -288,14 +291,14 @@ def test_inference_passes_the_accel_config_and_a_valid_kalman_prediction(ros):
     t = now_ns(ros)
     feed.config.publish(C.accel_config_msg("int8", "kerv", 7.0, "test", t))
     feed.prediction.publish(
-        C.kalman_prediction_msg(np.array([0.2, 0.1, 0.0, 1.0]), np.full(4, 0.01), 5, True, t)
+        C.kalman_prediction_msg(np.array([0.2, 0.1, 0.0, 0.5]), np.full(4, 0.01), 5, True, t)
     )
     assert ros.spin_until(lambda: node._config is not None and node._prediction is not None)
     feed.step(t)
     assert ros.spin_until(lambda: actions, 5.0)
     call = policy.calls[0]
     assert (call["precision"], call["decoding"], call["threshold"]) == ("int8", "kerv", 7.0)
-    assert np.allclose(call["kalman_action"], [0.2, 0.1, 0.0, 1.0])
+    assert np.allclose(call["kalman_action"], [0.2, 0.1, 0.0, 0.5])
     assert (actions[0].precision, actions[0].decoding, actions[0].threshold) == ("int8", "kerv", 7.0)
 
 
@@ -424,7 +427,8 @@ def test_controller_clips_to_the_limits(ros):
 
 
 def space_params(space: ActionSpace) -> dict:
-    """Controller parameter overrides declaring `space` (clip to [-1, 1] in every dim)."""
+    """Controller parameter overrides declaring `space` (clip to [-1, 1] in every dim, a decoder that
+    emits [-1, 1], joint limits +-3 for joint_trajectory)."""
     return dict(
         action_names=list(space.names),
         action_kinds=list(space.kinds),
@@ -436,6 +440,16 @@ def space_params(space: ActionSpace) -> dict:
         **({"joint_names": list(space.joint_names)} if space.joint_names else {}),
         action_min=[-1.0] * space.dim,
         action_max=[1.0] * space.dim,
+        decoder_action_min=[-1.0] * space.dim,
+        decoder_action_max=[1.0] * space.dim,
+        **(
+            {
+                "joint_position_min": [-3.0] * len(space.joint_names),
+                "joint_position_max": [3.0] * len(space.joint_names),
+            }
+            if space.joint_names
+            else {}
+        ),
     )
 
 
@@ -447,7 +461,7 @@ def publish_joint_states(ros, node, positions=JOINT_POSITIONS) -> None:
     pub.publish(
         C.arrays_to_joint_state(list(positions), np.array(list(positions.values())), None, now_ns(ros))
     )
-    assert ros.spin_until(lambda: node._joints_ns is not None, 5.0)
+    assert ros.spin_until(lambda: node._gate.joints.stamp_ns is not None, 5.0)
 
 
 COMMANDS = {"vla_action": VlaAction, "twist": TwistStamped, "joint_trajectory": JointTrajectory}
@@ -573,7 +587,7 @@ def test_controller_decides_the_accel_config_from_kinematics(ros):
 
 
 def test_controller_episode_start_resets_to_the_top_mode(ros):
-    _, configs, kin = two_mode_controller(ros)
+    _, configs, kin = two_mode_controller(ros, use_sim_episode=True)
     episodes = ros.probe.create_publisher(String, "sim/episode", episode_qos())
     kin.publish(KinematicState(header=C.header(now_ns(ros)), sensitivity=0.1))
     assert ros.spin_until(lambda: configs and configs[-1].precision == "int4", 5.0)

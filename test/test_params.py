@@ -311,6 +311,16 @@ def test_set_overrides_are_typed_from_the_table():
             parse_set([bad])
 
 
+def test_replay_overrides_cannot_be_armed_by_set():
+    """`up --replay` forces dry_run and the bag's episode resets over whatever --set asked for."""
+    from vla_accel_ros.ros.launcher import with_replay_overrides
+
+    asked = parse_set(["controller_node.dry_run=false", "controller_node.max_rate_hz=20"])
+    out = with_replay_overrides(asked)
+    assert out["controller_node"] == {"dry_run": True, "use_sim_episode": True, "max_rate_hz": 20.0}
+    assert asked["controller_node"]["dry_run"] is False  # the caller's mapping is left alone
+
+
 def test_yaml_scalars_read_the_same_in_pyyaml():
     for value in [1e-06, 2.5, 3, True, "y", "on", 'a"b', ("x", "y"), (1e-12, 0.5)]:
         text = P.yaml_scalar(value)

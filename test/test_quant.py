@@ -415,7 +415,13 @@ def test_benchmark_section_renders_a_report():
             "realistic": section,
         }
     )
-    assert "## Targets" in text and all(name in text for name in MODE_NAMES)
+    assert "### Targets" in text and all(name in text for name in MODE_NAMES)
+    # the baseline is the faster full precision, and each decode time stands beside its physical limit
+    fastest = min(("fp32", "bf16"), key=lambda k: section["latency"][k]["action"]["median_ms"])
+    assert f"Baseline: **{fastest}**" in text and f"vs baseline ({fastest})" in text
+    formats = section["decode_limit"]["formats"]
+    assert formats["int4-master"]["bytes"] < formats["bf16"]["bytes"] < formats["fp32"]["bytes"]
+    assert "decode limit: bytes / bandwidth (ms)" in text and "within 2x of its bytes" in text
     assert "int8-master" in text and "pre-packed" in text and "w4a16 (int4-whole)" in text
     assert "whole decoder (embeddings, layers, norm, head), int4-whole" in text
     sweep = {r["group"]: r for r in section["group_sweep"]}

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--frames", type=int, default=600, help="held-out frames replayed (open loop)")
     add("--warmup", type=int, default=5, help="untimed frames first")
-    add("--threads", type=int, default=1, help="torch threads")
+    add("--threads", type=int, default=0, help="torch threads (0: every core this process may use)")
     add("--closed-loop", action="store_true", help="also closed-loop success on held-out seeds")
     add("--episodes", type=int, default=10, help="closed-loop episodes per task")
     add("--closed-loop-methods", default="", help="rows run in closed loop (default: all)")
@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also decode this many open-loop frames at the realistic size, acceptance replayed",
     )
     add("--realistic-layers", type=int, default=0, help="decoder layers there (0: all 30; else random)")
+    add("--compile", action="store_true", help="torch.compile every realistic-size format (own doc section)")
     add("--json", type=Path, default=Path("docs/results/decoding.json"))
     add("--markdown", type=Path, default=Path("docs/DECODING.md"))
     add("--no-progress", action="store_true")
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.evaluation.decoding_bench import ClosedLoopSetup, NoDraftError
     from vla_accel_ros.evaluation.decoding_report import markdown
     from vla_accel_ros.evaluation.decoding_run import DecodingBenchOptions, NoRowsError, run_decoding_bench
-    from vla_accel_ros.evaluation.reporting import command_line, write_block
+    from vla_accel_ros.evaluation.reporting import command_line, section_name, write_machine_section
     from vla_accel_ros.sim.tasks import parse_task_list
 
     closed = None
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         closed_loop_methods=tuple(_names(args.closed_loop_methods)),
         realistic_frames=args.realistic_frames,
         realistic_layers=args.realistic_layers,
+        compile=args.compile,
     )
     try:
         report = run_decoding_bench(opts, command_line("bench-decoding"), progress=not args.no_progress)
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
     block = markdown(report)
-    write_block(args.markdown, "bench-decoding", block, "# Speculative decoding\n\n## Results\n\n")
+    name = section_name("bench-decoding-compiled" if args.compile else "bench-decoding", args.threads)
+    write_machine_section(args.markdown, name, block, "# Speculative decoding\n\n", report["machine_info"])
     print(block)
     print(f"wrote {args.json} and {args.markdown}")
     return 0

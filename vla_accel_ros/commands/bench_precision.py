@@ -39,23 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--layers", type=int, default=0, help="decoder layers (0: all 30; implies random)")
     add("--checkpoint", default="builtin", help="checkpoint folder, 'builtin' (the packaged one) or 'none'")
     add("--data", type=Path, default=Path("data/demos"), help="demo bags: real inputs")
-    add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add("--threads", type=int, default=0, help="torch threads (0: every core this process may use)")
+    add(
+        "--compile",
+        action="store_true",
+        help="torch.compile the realistic model's decoder in every timed format (its own doc section)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from vla_accel_ros.evaluation.precision_bench import PrecisionBenchOptions, run_precision_bench
-    from vla_accel_ros.evaluation.reporting import command_line
-    from vla_accel_ros.quant.report import render
+    from vla_accel_ros.evaluation.reporting import command_line, section_name, write_machine_section
+    from vla_accel_ros.policy.threads import use_threads
+    from vla_accel_ros.quant.report import PRECISION_TITLE, render
     from vla_accel_ros.quant.strategies import STRATEGIES
 
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip()) or tuple(STRATEGIES)
     if "int4-master" not in strategies or set(strategies) - set(STRATEGIES):
         print(f"--strategies must include int4-master and be among {list(STRATEGIES)}", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     opts = PrecisionBenchOptions(
         args.group,
         args.warmup,
@@ -66,14 +69,15 @@ def run(args: argparse.Namespace) -> int:
         args.layers,
         args.checkpoint,
         args.data,
+        args.compile,
     )
     date = time.strftime("%Y-%m-%d %H:%M %Z")
     report = run_precision_bench(opts, command_line("bench-precision"), date)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
     text = render(report)
-    args.markdown.write_text(text)
+    name = section_name("bench-precision-compiled" if args.compile else "bench-precision", args.threads)
+    write_machine_section(args.markdown, name, text, PRECISION_TITLE, report["machine"])
     print(text)
     print(f"wrote {args.json} and {args.markdown}")
     return 0

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         discovery_warning,
         parse_set,
         replay_process,
+        with_replay_overrides,
     )
 
     warning = discovery_warning()
@@ -82,10 +83,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
     try:
+        overrides = parse_set(args.overrides)
+        if args.replay is not None:
+            overrides = with_replay_overrides(overrides)
         cfg = GraphConfig(
             nodes=SIM_NODES if args.sim else ROBOT_NODES,
             params_files=args.params or default_params_files(args.sim),
-            overrides=parse_set(args.overrides),
+            overrides=overrides,
             namespace=args.namespace,
             remaps=args.remap,
             use_sim_time=args.replay is not None,

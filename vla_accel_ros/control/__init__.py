@@ -3,6 +3,8 @@ per-step decision objects the nodes and offline runs share (KinematicsStep, Acce
 
 from vla_accel_ros.control.accel_decision import AccelDecider, AccelDecision
 from vla_accel_ros.control.command_gate import CommandGate, GateDecision, Outcome, WatchdogDecision
+from vla_accel_ros.control.decoder_range import DecoderRange
+from vla_accel_ros.control.joint_guard import JointLimits, JointStateMonitor
 from vla_accel_ros.control.kinematics_step import KalmanEstimate, KinematicsStep, KinematicsUpdate
 from vla_accel_ros.control.precision_policy import PrecisionPolicy, decision_cost_ms
 from vla_accel_ros.control.safety import SafetyGuard, SafetyLimits, Verdict, hold_action
@@ -18,7 +20,10 @@ __all__ = [
     "AccelDecider",
     "AccelDecision",
     "CommandGate",
+    "DecoderRange",
     "GateDecision",
+    "JointLimits",
+    "JointStateMonitor",
     "KalmanEstimate",
     "KinematicsStep",
     "KinematicsUpdate",

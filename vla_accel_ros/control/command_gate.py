@@ -8,13 +8,15 @@ Per raw action, in this order:
    late by a link that came back) or stamped more than a period in the future (a broken clock) is
    refused; so is one without a fresh ee_pose while a workspace box is set, or without fresh
    joint_states for a joint_trajectory output. These refusals leave the holding to the watchdog.
-2. the SafetyGuard (limits, NaN, a wrong length, the workspace box): it is not asked about an action
-   already refused, since an accepted check moves its gripper memory. Its refusal holds the arm once
-   per run of refusals, and only after a first accepted action.
+2. the SafetyGuard (limits, NaN, a wrong length, beyond the decoder's range, the workspace box), then
+   for a joint_trajectory output the joint checks (control.joint_guard: joint_states that jumped
+   within the last watchdog period, a target outside the joint position limits). A refusal holds the
+   arm once per run of refusals, and only after a first accepted action.
 3. the rate limit: an accepted action within 1 / max_rate_hz of the last command is dropped.
-An accepted action kicks the watchdog and ends a hold. Watchdog checks (`watchdog`): once no fresh
-action came for a watchdog period (after the first one), the arm is holding, and a hold command is due
-once per period.
+Only an action that passes all three is committed: its gripper value becomes the reference of the next
+gripper change (a dropped one never moves it), it kicks the watchdog and ends a hold.
+Watchdog checks (`watchdog`): once no fresh action came for a watchdog period (after the first one),
+the arm is holding, and a hold command is due once per period.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
+from vla_accel_ros.control.action_space import ActionSpace
+from vla_accel_ros.control.joint_guard import JointLimits, JointStateMonitor
 from vla_accel_ros.control.safety import SafetyGuard, SafetyLimits, Verdict
 from vla_accel_ros.control.watchdog import Watchdog
 
@@ -43,6 +47,10 @@ class ControllerGateTable(Protocol):
     max_rate_hz: float
 
     def safety_limits(self) -> SafetyLimits: ...
+
+    def action_space(self) -> ActionSpace: ...
+
+    def joint_limits(self) -> JointLimits | None: ...
 
 
 class Outcome(Enum):
@@ -94,15 +102,22 @@ class CommandGate:
         ee_pose_required: bool = False,
         joint_states_required: bool = False,
         previous: CommandGate | None = None,
+        space: ActionSpace | None = None,
+        joint_limits: JointLimits | None = None,
     ) -> None:
-        """`previous`: a gate whose state (gripper memory, watchdog kick, hold, last command) carries over,
-        as on a run-time parameter change."""
+        """`previous`: a gate whose state (gripper memory, watchdog kick, hold, last command, joint states)
+        carries over, as on a run-time parameter change. `space` and `joint_limits`: the joint checks of a
+        joint_trajectory output (`joint_states_required`; without a space only freshness is checked)."""
         self.guard = SafetyGuard(limits, initial_gripper=previous.guard.last_gripper if previous else None)
         self.watchdog = Watchdog(watchdog_timeout_s)
         self.max_rate_hz = float(max_rate_hz)
         self.action_names = tuple(action_names)
         self.ee_pose_required = ee_pose_required
         self.joint_states_required = joint_states_required
+        self.space = space
+        self.joints = JointStateMonitor(joint_limits, watchdog_timeout_s)
+        if previous is not None:
+            self.joints.carry_over(previous.joints)
         self.holding = previous.holding if previous else False
         self._last_command_s = previous._last_command_s if previous else -math.inf
         self._last_hold_s = previous._last_hold_s if previous else -math.inf
@@ -120,6 +135,8 @@ class CommandGate:
             ee_pose_required=bool(table.workspace_min),
             joint_states_required=table.output_type == JOINT_TRAJECTORY,
             previous=previous,
+            space=table.action_space(),
+            joint_limits=table.joint_limits(),
         )
 
     @property
@@ -172,15 +189,14 @@ class CommandGate:
         )
         if problem is not None:  # old or missing inputs: the watchdog's to hold on
             return GateDecision(Outcome.REFUSE, reason=problem)
-        verdict = self.guard.check(
+        verdict = self.guard.evaluate(
             np.asarray(action, dtype=np.float64), ee_position if self.ee_pose_required else None
         )
         if not verdict.ok or verdict.action is None:
-            hold = not self.holding and self.watchdog.last_kick is not None
-            self.holding = self.holding or hold
-            return GateDecision(
-                Outcome.REFUSE, reason=self._refusal_text(verdict), verdict=verdict, hold=hold
-            )
+            return self._refuse(self._refusal_text(verdict), verdict)
+        joint_problem = self.joint_problem(verdict.action, now_ns)
+        if joint_problem is not None:
+            return self._refuse(joint_problem, verdict)
         now_s = now_ns * 1e-9
         if now_s - self._last_command_s < 1.0 / self.max_rate_hz:
             return GateDecision(
@@ -189,9 +205,35 @@ class CommandGate:
                 verdict=verdict,
             )
         self._last_command_s = now_s
+        self.guard.commit(verdict)
         self.watchdog.kick(now_s)
         resumed, self.holding = self.holding, False
         return GateDecision(Outcome.ACCEPT, verdict.action, verdict.reason, verdict, resumed=resumed)
+
+    def _refuse(self, reason: str, verdict: Verdict) -> GateDecision:
+        """A refusal that holds the arm, once per run of refusals and after a first accepted action."""
+        hold = not self.holding and self.watchdog.last_kick is not None
+        self.holding = self.holding or hold
+        return GateDecision(Outcome.REFUSE, reason=reason, verdict=verdict, hold=hold)
+
+    def joint_problem(self, action: np.ndarray, now_ns: int) -> str | None:
+        """joint_trajectory: why the joint target of this (guard-approved) action must not be sent."""
+        if not self.joint_states_required or self.space is None:
+            return None
+        problem = self.joints.fault_problem(now_ns)
+        if problem is not None or self.joints.limits is None:
+            return problem
+        try:
+            targets = self.joints.targets(self.space, action)
+        except KeyError as err:
+            return f"hold: no joint_states position for joint {err.args[0]!r}"
+        return self.joints.limits.target_problem(targets)
+
+    def observe_joint_states(
+        self, names: Sequence[str], positions: Sequence[float], now_ns: int
+    ) -> str | None:
+        """One joint_states message (received at now_ns); returns why it is not used, or None."""
+        return self.joints.observe(names, positions, now_ns)
 
     def _refusal_text(self, verdict: Verdict) -> str:
         if verdict.violations and verdict.violations[0][0] == "length":
@@ -210,6 +252,12 @@ class CommandGate:
         if hold:
             self._last_hold_s = now_s
         return WatchdogDecision(self.watchdog.age(now_s), hold)
+
+    def hold_now(self) -> np.ndarray:
+        """Hold now, whatever the state (a run-time change of a limit or of dry_run): the hold action;
+        the next accepted action ends the hold."""
+        self.holding = True
+        return self.hold_action()
 
     def hold_action(self) -> np.ndarray:
         """Zero motion, gripper kept (as last accepted; unknown gripper: see `SafetyGuard.hold`)."""

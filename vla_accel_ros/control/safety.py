@@ -2,6 +2,8 @@
 
 Policy (why: a hold costs one control step, a bad action can cost the arm):
 - wrong length, non-numeric, NaN/inf -> not ok (hold);
+- finite but outside [decoder_min, decoder_max] (what the policy's token decoder can emit, see
+  control.decoder_range) -> not ok (hold): no decoder made it, so it is corrupt, not merely large;
 - outside the per-dimension [clip_min, clip_max] -> clipped, still ok (the reason and `clipped` say which);
 - on the clipped action: translation norm above max_translation, rotation norm above max_rotation, a joint
   delta above max_joint_delta, gripper change above max_gripper_change, or a move that leaves the workspace
@@ -63,6 +65,8 @@ class SafetyLimits:
     translation_scale: float | Sequence[float] = 1.0
     kinds: Sequence[str] | None = None  # per dim, from the action space; None: the 4-D / 7-D layout
     max_joint_delta: float | None = None
+    decoder_min: Sequence[float] | None = None  # the decoder's range; None: no such check
+    decoder_max: Sequence[float] | None = None
     _arrays: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +96,12 @@ class SafetyLimits:
             and (arr["clip_min"] > arr["clip_max"]).any()
         ):
             raise ValueError("SafetyLimits: clip_min must be <= clip_max in every dimension")
+        arr["decoder_min"] = _opt_vector("decoder_min", self.decoder_min, self.action_dim)
+        arr["decoder_max"] = _opt_vector("decoder_max", self.decoder_max, self.action_dim)
+        if (arr["decoder_min"] is None) != (arr["decoder_max"] is None):
+            raise ValueError("SafetyLimits: give both decoder_min and decoder_max, or neither")
+        if arr["decoder_min"] is not None and (arr["decoder_min"] > arr["decoder_max"]).any():
+            raise ValueError("SafetyLimits: decoder_min must be <= decoder_max in every dimension")
 
     def _layout(self) -> dict[str, list[int]]:
         """Dims of each kind: from `kinds`, else the built-in 4-D / 7-D layout (gripper last)."""
@@ -155,13 +165,28 @@ def hold_action(
     return a
 
 
+def _beyond_decoder(a: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None) -> list[Violation]:
+    """('decoder_range[d]', distance beyond the range, 0) per dim outside it (with float32 slack)."""
+    if lo is None or hi is None:
+        return []
+    slack = 1e-6 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))
+    excess = np.maximum(lo - a, a - hi)
+    return [(f"decoder_range[{int(d)}]", float(excess[d]), 0.0) for d in np.flatnonzero(excess > slack)]
+
+
 def _outside(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
     """Euclidean distance from p to the box (0 inside)."""
     return float(np.linalg.norm(np.maximum(0.0, np.maximum(lo - p, p - hi))))
 
 
 class SafetyGuard:
-    """Stateful: remembers the last accepted gripper command for the rate limit and for holds."""
+    """Stateful: remembers the last accepted gripper command for the rate limit and for holds.
+
+    `evaluate` judges an action without changing that memory and `commit` records an action that was
+    actually commanded, so a caller that may still drop an ok action (the rate limit of the CommandGate)
+    never lets a dropped gripper value move the memory. `check` is both, for callers that command every
+    ok action.
+    """
 
     def __init__(self, limits: SafetyLimits, initial_gripper: float | None = None) -> None:
         self.limits = limits
@@ -174,6 +199,19 @@ class SafetyGuard:
         self.last_gripper = initial_gripper
 
     def check(self, action: np.ndarray, ee_position: np.ndarray | None = None) -> Verdict:
+        """Evaluate, and commit the action when it is ok."""
+        verdict = self.evaluate(action, ee_position)
+        self.commit(verdict)
+        return verdict
+
+    def commit(self, verdict: Verdict) -> None:
+        """Record an ok verdict's action as commanded (its gripper value is the next change's reference)."""
+        grip = self.limits.gripper_dim
+        if verdict.ok and verdict.action is not None and grip is not None:
+            self.last_gripper = float(verdict.action[grip])
+
+    def evaluate(self, action: np.ndarray, ee_position: np.ndarray | None = None) -> Verdict:
+        """The verdict on one action; the guard's memory is not changed (see `commit`)."""
         lim = self.limits
         try:
             a = np.asarray(action, dtype=np.float64)
@@ -191,6 +229,9 @@ class SafetyGuard:
         if bad:
             return Verdict(False, None, f"hold: {bad} non-finite value(s)", [("finite", float(bad), 0.0)])
         arr = lim._arrays
+        beyond = _beyond_decoder(a, arr["decoder_min"], arr["decoder_max"])
+        if beyond:
+            return Verdict(False, None, f"hold: {describe(beyond)} (no decoder emits it)", beyond)
         lo = arr["clip_min"] if arr["clip_min"] is not None else -np.inf
         hi = arr["clip_max"] if arr["clip_max"] is not None else np.inf
         c64 = np.clip(a, lo, hi)
@@ -221,8 +262,6 @@ class SafetyGuard:
             violations.extend(self._workspace(ee_position, c[dims["translation"]]))
         if violations:
             return Verdict(False, None, f"hold: {describe(violations)}", violations, clipped)
-        if grip is not None:
-            self.last_gripper = float(c[grip])
         reason = f"ok; clipped dims {clipped}" if clipped else "ok"
         return Verdict(True, out, reason, [], clipped)
 

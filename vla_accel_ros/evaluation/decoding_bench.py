@@ -26,7 +26,7 @@ from vla_accel_ros.evaluation.methods import (
     load_settings,
     parse_method,
 )
-from vla_accel_ros.evaluation.reporting import fan_out, latency_summary, split_jobs
+from vla_accel_ros.evaluation.reporting import fan_out, fastest_baseline, latency_summary, split_jobs
 from vla_accel_ros.evaluation.spec_scale import ProposalLog
 from vla_accel_ros.evaluation.stats import wilson_interval
 from vla_accel_ros.params.settings import CALIBRATION_FILE, GraphSettings
@@ -34,7 +34,8 @@ from vla_accel_ros.policy.builder import PolicySpec
 
 # The rows `vla-accel bench-decoding` compares by default (method grammar: evaluation.methods).
 DEFAULT_METHODS = "ar,spec,specvla,kerv,kerv-verify,kerv-loosen,ar@bf16,ar@w4a16,kerv@w4a16,kerv+dyq"
-BASELINES = ("ar", "ar@bf16", "specvla")  # the rows speed-ups are quoted against
+BASELINES = ("ar", "ar@bf16", "specvla")  # the rows speed-ups are also quoted against
+FULL_PRECISION_ROWS = {"ar": "fp32", "ar@bf16": "bf16"}  # the candidates for "the baseline"
 
 
 class NoDraftError(RuntimeError):
@@ -251,14 +252,25 @@ def summarize_rows(recs: list[dict], action_dim: int) -> dict:
     return out
 
 
-def speedups(table: dict[str, dict], keys: tuple[str, ...] = ("p50", "mean")) -> None:
-    """Each row's speed-up against each baseline row present (`speedup.vs_<base>_<key>`)."""
+def speedups(table: dict[str, dict], keys: tuple[str, ...] = ("p50", "mean")) -> str | None:
+    """Each row's speed-up against each baseline row present (`speedup.vs_<base>_<key>`) and against
+    the baseline, the faster (by p50) of the full-precision AR rows present (`vs_baseline_<key>`).
+    Returns that row's name (None when no full-precision AR row ran)."""
     for key in keys:
         for base in BASELINES:
             if base in table:
                 ref = table[base]["latency_ms"][key]
                 for row in table.values():
                     row.setdefault("speedup", {})[f"vs_{base}_{key}"] = ref / row["latency_ms"][key]
+    present = {name: table[name]["latency_ms"]["p50"] for name in FULL_PRECISION_ROWS if name in table}
+    if not present:
+        return None
+    base_name, _ = fastest_baseline(present)
+    for key in keys:
+        ref = table[base_name]["latency_ms"][key]
+        for row in table.values():
+            row.setdefault("speedup", {})[f"vs_baseline_{key}"] = ref / row["latency_ms"][key]
+    return base_name
 
 
 # -- draft cost ----------------------------------------------------------------------------------------
@@ -412,5 +424,7 @@ def closed_loop(
                 "same_outcome": sum(mine[j] == ar[j] for j in mine),
             }
         out[name] = row
-    speedups(out, ("p50",))
+    baseline = speedups(out, ("p50",))
+    for row in out.values():
+        row["baseline"] = baseline
     return out

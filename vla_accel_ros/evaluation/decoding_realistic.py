@@ -23,6 +23,7 @@ from vla_accel_ros.evaluation.spec_scale import (
     same_pattern,
 )
 from vla_accel_ros.params.tables import QUANT_GROUP_SIZE
+from vla_accel_ros.quant.bandwidth import decode_pass_bytes, limit_ms, mean_decode_context, read_bandwidth
 
 
 def _untrained_draft(model: Any) -> Any:
@@ -33,10 +34,14 @@ def _untrained_draft(model: Any) -> Any:
     return draft
 
 
-def realistic_rows(names: list[str], layers: int, group: int = QUANT_GROUP_SIZE) -> list[ScaledRow]:
+def realistic_rows(
+    names: list[str], layers: int, group: int = QUANT_GROUP_SIZE, compile_models: bool = False
+) -> list[ScaledRow]:
     """One ScaledRow per built-in row, on the realistic-size model in the row's format (fp32, bf16, or
-    on the int4 ladder at `group`), each speculative one over a ScriptedDraft of that model's shape."""
+    on the int4 ladder at `group`), each speculative one over a ScriptedDraft of that model's shape;
+    with `compile_models`, every format's decoder torch.compiled (the baselines too)."""
     from vla_accel_ros.policy.bf16 import cast_bf16
+    from vla_accel_ros.policy.compiled import compile_decoder
     from vla_accel_ros.policy.realistic import build_realistic_model
     from vla_accel_ros.policy.runtime import Policy
     from vla_accel_ros.quant import quantize_policy
@@ -54,6 +59,8 @@ def realistic_rows(names: list[str], layers: int, group: int = QUANT_GROUP_SIZE)
                 draft = attach_scripted_draft(policy, _untrained_draft)
                 if kind == "ladder":
                     quantize_policy(policy, group=group)
+            if compile_models:
+                compile_decoder(policy.model)
             variants[kind] = (policy, draft, {})
         policy, draft, greedy = variants[kind]
         rows.append(ScaledRow(name, policy, draft, greedy))
@@ -114,6 +121,18 @@ def realistic_pieces(recs: dict[str, list[dict]]) -> dict[str, float | None]:
     }
 
 
+def decode_limit(row: ScaledRow, recs: list[dict], bandwidth: dict) -> dict:
+    """The row's median one-token pass (None if it never ran one) beside bytes read / bandwidth."""
+    model = row.policy.model
+    nbytes = decode_pass_bytes(model, mean_decode_context(model.config))
+    passes = [v for r in recs for k, v in r["stages"].items() if k.startswith("decode_")]
+    return {
+        "bytes": nbytes,
+        "limit_ms": limit_ms(nbytes, bandwidth),
+        "pass_ms": float(np.median(passes)) if passes else None,
+    }
+
+
 def realistic_section(
     names: list[str],
     episodes: list[Episode],
@@ -123,18 +142,22 @@ def realistic_section(
     warmup: int,
     progress: bool,
     group: int = QUANT_GROUP_SIZE,
+    compile_models: bool = False,
 ) -> dict:
     """The realistic-size section of the report: every built-in row's `frames` replayed at that size."""
     from vla_accel_ros.policy.realistic import BACKBONE, REALISTIC_LABEL
 
-    rows = realistic_rows(names, layers, group)
+    rows = realistic_rows(names, layers, group, compile_models)
     scaled = replay_realistic(rows, episodes, recs, frames, warmup, progress)
     a = rows[0].policy.action_dim
     table = {}
     for name, r in scaled.items():
         table[name] = summarize_rows(r, a)
         table[name]["pattern_reproduced"] = float(np.mean([x["same_pattern"] for x in r]))
-    speedups(table)
+    baseline = speedups(table)
+    bandwidth = read_bandwidth()
+    for row in rows:
+        table[row.name]["decode_limit"] = decode_limit(row, scaled[row.name], bandwidth)
     model = rows[0].policy.model
     has_ladder = any(parse_method(n).policy == "ladder" for n in names)
     return {
@@ -144,6 +167,9 @@ def realistic_section(
         "decoder_parameters": sum(p.numel() for p in model.llama.parameters()),
         "draft": "untrained EagleDraft of the same shape (one decoder layer); " + SCRIPTED_LABEL,
         "frames": len(next(iter(scaled.values()))),
+        "compiled": compile_models,
         "rows": table,
+        "baseline": baseline,
+        "bandwidth": bandwidth,
         "pieces_ms": realistic_pieces(scaled),
     }

@@ -32,11 +32,12 @@ class DecodingBenchOptions:
     methods: list[str]
     frames: int = 600
     warmup: int = 5
-    threads: int = 1
+    threads: int = 0  # 0: every core this process may use
     closed_loop: ClosedLoopSetup | None = None
     closed_loop_methods: tuple[str, ...] = ()  # () = every row
     realistic_frames: int = 0
     realistic_layers: int = 0
+    compile: bool = False  # torch.compile every realistic-size format's decoder
 
 
 class NoRowsError(RuntimeError):
@@ -56,7 +57,9 @@ def run_decoding_bench(opts: DecodingBenchOptions, command: str, progress: bool 
     """The whole report (JSON-ready); NoRowsError / decoding_bench.NoDraftError when nothing can run."""
     import torch
 
-    torch.set_num_threads(opts.threads)
+    from vla_accel_ros.policy.threads import use_threads
+
+    threads = use_threads(opts.threads)
     notes: list[str] = []
     settings = graph_settings(opts.data, notes)
     rows, policies = build_rows(opts.methods, opts.checkpoint, settings, notes)
@@ -66,7 +69,7 @@ def run_decoding_bench(opts: DecodingBenchOptions, command: str, progress: bool 
     episodes = held_out_episodes(main, opts.data, opts.frames)
     recs = replay(rows, episodes, opts.warmup, progress)
     open_loop = {name: summarize_rows(r, main.action_dim) for name, r in recs.items()}
-    speedups(open_loop)
+    baseline = speedups(open_loop)
     info = machine_info()
     report: dict = {
         "command": command,
@@ -74,13 +77,14 @@ def run_decoding_bench(opts: DecodingBenchOptions, command: str, progress: bool 
         "machine": machine_summary(info),
         "machine_info": info,
         "torch": torch.__version__,
-        "threads": opts.threads,
+        "threads": threads,
         "checkpoint": str(opts.checkpoint),
         "settings": settings.describe(),
         "draft": {"config": main.draft.config.to_dict()},
         "open_loop_frames": len(next(iter(recs.values()))),
         "open_loop_episodes": len(episodes),
         "open_loop": open_loop,
+        "open_loop_baseline": baseline,
         "draft_cost": draft_cost(main, episodes),
         "notes": notes,
     }
@@ -99,6 +103,7 @@ def run_decoding_bench(opts: DecodingBenchOptions, command: str, progress: bool 
             opts.warmup,
             progress,
             settings.inference.quant_group_size,
+            opts.compile,
         )
     if opts.closed_loop is not None:
         setup = opts.closed_loop

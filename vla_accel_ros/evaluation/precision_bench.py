@@ -40,6 +40,7 @@ class PrecisionBenchOptions:
     layers: int = 0
     checkpoint: str = "builtin"  # a folder, 'builtin' or 'none' (skip the second model)
     data: Path = Path("data/demos")
+    compile: bool = False  # torch.compile the realistic model's decoder in every timed format
 
 
 def inputs_label(n_real: int, n: int) -> str:
@@ -52,7 +53,9 @@ def realistic_section(opts: PrecisionBenchOptions, log: Any = print) -> dict:
     from vla_accel_ros.policy.runtime import Policy
     from vla_accel_ros.quant import benchmark as B
 
-    settings = B.BenchSettings(opts.group, opts.warmup, opts.repeats, opts.strategies, sweep_groups=True)
+    settings = B.BenchSettings(
+        opts.group, opts.warmup, opts.repeats, opts.strategies, sweep_groups=True, compile=opts.compile
+    )
     pretrained = not (opts.random_weights or opts.layers)
     log(f"realistic-size model ({'pretrained SmolLM2 decoder' if pretrained else 'random weights'})")
     fp32 = build_realistic_model(
@@ -131,7 +134,12 @@ def run_precision_bench(opts: PrecisionBenchOptions, command: str, date: str, lo
         "command": command,
         "date": date,
         "machine": machine_info(),
-        "settings": {"group": opts.group, "warmup": opts.warmup, "repeats": opts.repeats},
+        "settings": {
+            "group": opts.group,
+            "warmup": opts.warmup,
+            "repeats": opts.repeats,
+            "compile": opts.compile,
+        },
     }
     report["realistic"] = realistic_section(opts, log)
     folder = checkpoint_dir(opts.checkpoint)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vla_accel_ros.evaluation.stats import percentiles
+from vla_accel_ros.policy.threads import cores_available
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,12 +55,16 @@ def kernel_capability(flags: Iterable[str]) -> str:
     return "no AVX2" if f else "unknown"
 
 
-def cores_available() -> int:
-    """The cores this process may run on (its affinity mask), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+def capability_class(kernels: str) -> str:
+    """The doc-section key of a `kernel_capability` string: 'amx', 'avx512', 'avx2' or 'other'.
+
+    Speed ratios differ in kind between these classes (bf16 is emulated and slow on AVX2, native on
+    AVX-512-bf16 and AMX), so every speed table in docs/ keeps one section per class and a run only
+    replaces its own class's section."""
+    for prefix, key in (("AMX", "amx"), ("AVX-512", "avx512"), ("AVX2", "avx2")):
+        if kernels.startswith(prefix):
+            return key
+    return "other"
 
 
 def machine_info() -> dict[str, Any]:
@@ -93,6 +98,26 @@ def machine_summary(info: dict[str, Any] | None = None) -> str:
 
 
 # -- figures ------------------------------------------------------------------------------------------
+def fastest_baseline(times_ms: dict[str, float]) -> tuple[str, float]:
+    """(name, ms) of the fastest of the full-precision rows present (the row speed-ups are quoted
+    against: a user compares with the fastest unquantized model their machine runs, which is fp32 on
+    AVX2 and bf16 where bf16 is native)."""
+    present = {k: v for k, v in times_ms.items() if v == v}  # NaN: not measured
+    if not present:
+        raise ValueError("no full-precision baseline was measured")
+    name = min(present, key=present.__getitem__)
+    return name, present[name]
+
+
+def baseline_sentence(times_ms: dict[str, float]) -> str:
+    """The one sentence every speed table prints about its baseline row and why it is that one."""
+    name, ms = fastest_baseline(times_ms)
+    others = ", ".join(f"{k} {v:.1f} ms" for k, v in times_ms.items() if k != name)
+    return f"Baseline: **{name}** ({ms:.1f} ms), the faster full precision on this machine" + (
+        f" (against {others})." if others else "."
+    )
+
+
 def latency_summary(values_ms: Sequence[float]) -> dict[str, float]:
     """p50, p95 and mean of latency samples (NaN when there are none)."""
     return percentiles(values_ms, mean=True)
@@ -128,6 +153,20 @@ def write_block(path: Path, name: str, block: str, title: str) -> None:
     text = path.read_text() if path.is_file() else title
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(replace_block(text, name, block))
+
+
+def section_name(command: str, threads: int) -> str:
+    """The doc-block name of a run: the command's own for every available core (the figures that
+    count), `<command>-<n>thread` for a run restricted to fewer (kept beside it, not over it)."""
+    return command if threads in (0, cores_available()) else f"{command}-{threads}thread"
+
+
+def write_machine_section(path: Path, name: str, block: str, title: str, machine: dict[str, Any]) -> None:
+    """`write_block` into the section of this machine's kernel class (`name@amx`, `name@avx512`, ...),
+    under a heading naming the class and the CPU, so a run on one class never overwrites another's."""
+    key = capability_class(machine.get("kernels", ""))
+    heading = f"## {machine.get('kernels', 'unknown kernels')}: {machine.get('cpu', 'unknown CPU')}\n\n"
+    write_block(path, f"{name}@{key}", heading + block, title)
 
 
 # -- the process-pool fan-out -------------------------------------------------------------------------

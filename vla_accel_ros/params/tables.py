@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from vla_accel_ros.control.action_space import KINDS, OUTPUT_TYPES, UNITS, ActionSpace
+from vla_accel_ros.control.joint_guard import JointLimits
 from vla_accel_ros.control.precision_policy import PrecisionPolicy
 from vla_accel_ros.control.safety import SafetyLimits
 from vla_accel_ros.control.threshold_policy import DIRECTIONS, ThresholdPolicy
@@ -78,10 +79,18 @@ class InferenceParams(NodeParams):
         range=(32, 256),
         read_only=True,
     )
+    compile_decoder: bool = param(
+        False,
+        "torch.compile the Llama decoder (Inductor, CPU or CUDA): same kernels for the matmuls, the small "
+        "ops between them fused; measured in docs/PRECISION.md. Costs a cold compile of minutes per format "
+        "and ladder mode at start-up (cached on disk by Inductor), so off unless asked for.",
+        read_only=True,
+    )
     num_threads: int = param(
         0,
-        "CPU threads for torch (0: torch's default). 1 when the graph shares a few cores: measured 24 ms "
-        "vs. 1.8 s per action with 2 threads on a loaded 2-core machine.",
+        "CPU threads for torch (0: every core this process may run on, os.sched_getaffinity; the graph's "
+        "other nodes wake once per action for under a millisecond). Lower it when a simulator shares the "
+        "cores (config/sim.yaml: 1): oversubscribed, 2 threads took 1.8 s instead of 24 ms per action.",
         range=(0, 1024),
         read_only=True,
     )
@@ -103,8 +112,22 @@ class InferenceParams(NodeParams):
     max_image_age_s: float = param(
         0.5, "Images older than this (header stamp vs. node clock) are not acted on.", range=(0.001, 3600.0)
     )
+    max_image_pixels: int = param(
+        3840 * 2160,
+        "Largest camera image (width x height) taken; a larger one is refused before it is converted "
+        "(its camera's frame is dropped: no action until a valid frame). Default: 4K UHD.",
+        range=(1, 2**31 - 1),
+        read_only=True,
+    )
     max_state_age_s: float = param(
         0.5, "Joint states and Kalman predictions older than this are not used.", range=(0.001, 3600.0)
+    )
+    max_instruction_chars: int = param(
+        1000,
+        "Longest instruction taken (characters); a longer one is refused, the node stops acting until a "
+        "valid one arrives, and logs show it truncated.",
+        range=(1, 1_000_000),
+        read_only=True,
     )
     # Stepping
     trigger: str = param(
@@ -207,10 +230,48 @@ class ControllerParams(NodeParams):
     """The declared action space, the safety limits and the DyQ / KERV decision settings."""
 
     NODE: ClassVar[str] = "controller_node"
+    # Parameters whose run-time change holds the arm first (ros/controller_node.py): what a command may be.
+    SAFETY_PARAMS: ClassVar[tuple[str, ...]] = (
+        "dry_run",
+        "control_rate_hz",
+        "action_min",
+        "action_max",
+        "decoder_action_min",
+        "decoder_action_max",
+        "max_translation",
+        "max_rotation",
+        "max_joint_delta",
+        "max_gripper_change",
+        "joint_position_min",
+        "joint_position_max",
+        "max_joint_state_jump",
+        "watchdog_timeout_s",
+        "max_rate_hz",
+        "gripper_open_value",
+        "gripper_closed_value",
+        "gripper_open_position",
+        "gripper_closed_position",
+    )
 
     # Output
     dry_run: bool = param(
-        True, "Never command the arm (safe default); /vla/action_safe is still published for monitoring."
+        True,
+        "Never command the arm (safe default); /vla/action_safe is still published for monitoring. Set "
+        "false at start-up (params file, launch argument); a run-time change to false is refused unless "
+        "allow_runtime_arming. Any run-time change holds the arm first.",
+    )
+    allow_runtime_arming: bool = param(
+        False,
+        "Accept a run-time dry_run=false (set_parameters from any peer on the graph); it is logged as a "
+        "warning. Off: the arm is armed only at start-up.",
+        read_only=True,
+    )
+    use_sim_episode: bool = param(
+        False,
+        "Follow `sim/episode` start events (reset the gripper memory, holds and AccelConfig, as an "
+        "offline evaluation does). Simulation only (config/sim.yaml sets it): on a robot a stray start "
+        "event must not clear a hold.",
+        read_only=True,
     )
     output_type: str = param(
         "vla_action",
@@ -279,7 +340,8 @@ class ControllerParams(NodeParams):
     gripper_closed_position: float = param(
         0.0, "joint_trajectory: gripper joint position when fully closed (m or rad).", range=(-1e3, 1e3)
     )
-    # Safety (vla_accel_ros.control.SafetyGuard); limits in action units
+    # Safety (vla_accel_ros.control.SafetyGuard); limits in action units. A run-time change of any of
+    # them (SAFETY_PARAMS) holds the arm first.
     action_min: tuple[float, ...] = param(
         (-1.0, -1.0, -1.0, -1.0),
         "Per-dimension lower clip, one per action_names entry.",
@@ -287,6 +349,21 @@ class ControllerParams(NodeParams):
     )
     action_max: tuple[float, ...] = param(
         (1.0, 1.0, 1.0, 1.0), "Per-dimension upper clip, one per action_names entry.", range=(-1e6, 1e6)
+    )
+    decoder_action_min: tuple[float, ...] = param(
+        (-1.0, -1.0, -1.0, -1.0),
+        "Per-dimension lowest value the policy's token decoder can emit (its first bin, de-normalized: "
+        "the checkpoint's action q01; the built-in model: -1). A finite action below it cannot come from "
+        "the decoder and is refused (hold), not clipped. [] = no such check.",
+        range=(-1e6, 1e6),
+        optional=True,
+    )
+    decoder_action_max: tuple[float, ...] = param(
+        (1.0, 1.0, 1.0, 1.0),
+        "Per-dimension highest value the decoder can emit (the checkpoint's action q99; built-in: 1); "
+        "above it: refused (hold). [] = no such check.",
+        range=(-1e6, 1e6),
+        optional=True,
     )
     max_translation: float = param(
         1.8,
@@ -303,6 +380,27 @@ class ControllerParams(NodeParams):
     )
     max_gripper_change: float = param(
         2.0, "Largest gripper change between two accepted commands (action units).", range=(0.0, 1e6)
+    )
+    joint_position_min: tuple[float, ...] = param(
+        (),
+        "joint_trajectory: lower position limit of each joint_names entry (rad or m); required with "
+        "joint_trajectory. A target outside the limits is refused (hold), not clipped.",
+        range=(-1e3, 1e3),
+        optional=True,
+    )
+    joint_position_max: tuple[float, ...] = param(
+        (),
+        "joint_trajectory: upper position limit of each joint_names entry (rad or m); required with "
+        "joint_trajectory.",
+        range=(-1e3, 1e3),
+        optional=True,
+    )
+    max_joint_state_jump: float = param(
+        0.1,
+        "joint_trajectory: largest move of a joint between consecutive joint_states (rad or m); a larger "
+        "one (a second publisher, a glitch) is not used and holds the arm until the joint states are "
+        "steady for a watchdog period. 0 = no jump check.",
+        range=(0.0, 1e3),
     )
     workspace_min: tuple[float, ...] = param(
         (),
@@ -381,6 +479,25 @@ class ControllerParams(NodeParams):
                     f"{n}.{key}: {len(getattr(self, key))} values, action_names has {self.action_dim} "
                     "(one per model action dimension)"
                 )
+        if bool(self.decoder_action_min) != bool(self.decoder_action_max):
+            raise ParameterError(f"{n}.decoder_action_min/max: give both, or set both to []")
+        for key in ("decoder_action_min", "decoder_action_max"):
+            if getattr(self, key) and len(getattr(self, key)) != self.action_dim:
+                raise ParameterError(
+                    f"{n}.{key}: {len(getattr(self, key))} values, action_names has {self.action_dim} "
+                    "(one per model action dimension, or [] for no decoder-range check)"
+                )
+        if self.output_type == "joint_trajectory" and not (
+            self.joint_position_min and self.joint_position_max
+        ):
+            raise ParameterError(
+                f"{n}.joint_position_min/max: joint_trajectory needs joint position limits, one per "
+                f"joint_names entry ({len(self.joint_names)})"
+            )
+        try:
+            self.joint_limits()
+        except ValueError as err:
+            raise ParameterError(f"{n}.joint_position_min/max: {err}") from err
         if len(self.precision_table_bounds) != len(self.precision_table_modes):
             raise ParameterError(
                 f"{n}: precision_table_bounds has {len(self.precision_table_bounds)} values, "
@@ -426,11 +543,38 @@ class ControllerParams(NodeParams):
             clip_min=self.action_min,
             clip_max=self.action_max,
             max_gripper_change=self.max_gripper_change if space.gripper_dim is not None else None,
+            decoder_min=self.decoder_action_min or None,
+            decoder_max=self.decoder_action_max or None,
             workspace_min=self.workspace_min or None,
             workspace_max=self.workspace_max or None,
             translation_scale=space.per_step(self.control_rate_hz)[list(space.dims("translation"))]
             if box
             else 1.0,
+        )
+
+    def safety_changes(self, new: ControllerParams) -> list[str]:
+        """The SAFETY_PARAMS that differ in `new`: a run-time change of any holds the arm first."""
+        return [n for n in self.SAFETY_PARAMS if getattr(self, n) != getattr(new, n)]
+
+    def arming_refusal(self, changes: dict[str, object]) -> str | None:
+        """Why a run-time change must be refused: dry_run false from a dry run without
+        allow_runtime_arming (arming is a start-up decision, not something any peer may do)."""
+        if changes.get("dry_run") is False and self.dry_run and not self.allow_runtime_arming:
+            return (
+                "dry_run=false at run time is refused: arm at start-up (params file, launch argument "
+                "dry_run:=false), or start with allow_runtime_arming:=true"
+            )
+        return None
+
+    def joint_limits(self) -> JointLimits | None:
+        """The joint checks of a joint_trajectory output (None: not that output, or no limits given)."""
+        if self.output_type != "joint_trajectory" or not (self.joint_position_min or self.joint_position_max):
+            return None
+        return JointLimits(
+            names=self.joint_names,
+            lower=self.joint_position_min,
+            upper=self.joint_position_max,
+            max_jump=self.max_joint_state_jump or None,
         )
 
     def precision_policy(self) -> PrecisionPolicy:

@@ -38,6 +38,7 @@ class PolicySpec:
     quant_group_size: int = QUANT_GROUP_SIZE
     draft: str = ""  # a draft folder to use instead of <checkpoint>/draft ('' = the checkpoint's own)
     full_format: str = "fp32"  # the full-precision format: fp32 as stored, or bf16 (cast at load)
+    compile_decoder: bool = False  # torch.compile the decoder (policy/compiled.py)
 
     def __post_init__(self) -> None:
         if self.precision_ladder not in LADDERS:
@@ -64,6 +65,8 @@ class PolicySpec:
             parts.append(f"{self.precision_ladder} ladder, group {self.quant_group_size}")
         if self.full_format != "fp32":
             parts.append(self.full_format)
+        if self.compile_decoder:
+            parts.append("compiled")
         return ", ".join(parts)
 
 
@@ -104,6 +107,12 @@ def build_policy(spec: PolicySpec) -> Any:
                 f"cannot put {spec.checkpoint} on the {spec.precision_ladder} ladder "
                 f"(group {spec.quant_group_size}): {type(err).__name__}: {err}"
             ) from err
+    if spec.compile_decoder:  # last: it compiles the model in its final format
+        from vla_accel_ros.policy.compiled import compile_decoder
+
+        if not hasattr(policy.model, "llama"):
+            raise PolicyBuildError(f"compile_decoder: {spec.checkpoint} has no Llama decoder to compile")
+        compile_decoder(policy.model)
     return policy
 
 

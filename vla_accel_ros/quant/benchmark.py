@@ -22,6 +22,7 @@ from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
 from vla_accel_ros.policy.tokenizer import ActionTokenizer
 from vla_accel_ros.quant.activation import quantize_per_token
+from vla_accel_ros.quant.bandwidth import decode_pass_bytes, limit_ms, mean_decode_context, read_bandwidth
 from vla_accel_ros.quant.int4 import int4_matmul, pack, quantize_int4
 from vla_accel_ros.quant.ladder import DECODER_LINEARS, find_linears
 from vla_accel_ros.quant.memory import held_tensors, storage_bytes
@@ -201,14 +202,18 @@ def interleaved_latency(runs: list[Run], warmup: int, repeats: int) -> dict[str,
     """Time every format round-robin (each round measures each format once), so load from other
     processes on a shared machine falls on all formats alike instead of on whichever ran last."""
     samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name, *_ in runs}
-    for r in range(warmup + repeats):
+    cold: dict[str, float] = {}
+    for r in range(max(1, warmup) + repeats):
         for name, switch, model, inputs in runs:
             switch()
             timing = one_action_ms(model, inputs)
-            if r >= warmup:
+            if r == 0:  # the first action of each format: a compiled decoder's cold compile falls here
+                cold[name] = timing[0]
+            elif r >= max(1, warmup):
                 samples[name].append(timing)
     return {
         name: {
+            "cold_action_ms": cold[name],
             "action": summarize([t[0] for t in ts]),
             "prefill": summarize([t[1] for t in ts]),
             "decode_token": summarize([t[2] for t in ts]),
@@ -319,6 +324,7 @@ class BenchSettings:
     repeats: int = 10
     strategies: tuple[str, ...] = ("int4-master",)
     sweep_groups: bool = False  # also measure the top mode's error at every other usable group size
+    compile: bool = False  # torch.compile every timed model's decoder (policy/compiled.py)
 
 
 def lm_head_latency(model: VlaModel, tokens: int, repeats: int) -> dict:
@@ -365,6 +371,8 @@ def bench_model(
         mem[f"{label}_model"] = bytes_of(t for _, t in held_tensors(m))
         mem[f"{label}_decoder"] = bytes_of(decoder_tensors(m))
     mem["bf16_decoder_linears"] = bf16_linears
+    context = mean_decode_context(fp32.config)
+    pass_bytes = {"fp32": decode_pass_bytes(fp32, context), "bf16": decode_pass_bytes(bf16, context)}
     runs: list[Run] = [
         ("fp32", lambda: None, fp32, latency_inputs),
         ("bf16", lambda: None, bf16, cast_inputs(latency_inputs, torch.bfloat16)),
@@ -389,6 +397,7 @@ def bench_model(
                 key = mode if name == "int4-master" else f"{mode} ({name})"
                 result["errors"][key] = compare_predictions(reference, predictions, tokenizer)
             runs.append((f"{name}:{mode}", functools.partial(strategy.set, mode), model, latency_inputs))
+        pass_bytes[name] = decode_pass_bytes(model, context)
         entry["held_bytes"] = max(entry["held_bytes_per_mode"].values())
         entry["fraction_of_bf16_linears"] = entry["held_bytes"] / bf16_linears
         switch = functools.partial(set_precision, model) if strategy.ladder is not None else strategy.set
@@ -414,9 +423,20 @@ def bench_model(
             # the same, were the unquantized decoder parts (embeddings, norms, head) held in bf16
             mem["ladder_decoder_other_bf16"] = ladder.held_bytes() + mem["bf16_decoder"] - bf16_linears
         entries.append(entry)
+    if s.compile:
+        from vla_accel_ros.policy.compiled import compile_decoder
+
+        for model in {id(m): m for _, _, m, _ in runs}.values():
+            compile_decoder(model)
     log(f"  latency of {len(runs)} formats, round-robin, {s.warmup} + {s.repeats} rounds")
     latency = interleaved_latency(runs, s.warmup, s.repeats)
     result["latency"] = {k: latency[k] for k in ("fp32", "bf16", "bf16-action-head") if k in latency}
+    bandwidth = read_bandwidth()
+    result["decode_limit"] = {
+        "bandwidth": bandwidth,
+        "context_tokens": context,
+        "formats": {k: {"bytes": b, "limit_ms": limit_ms(b, bandwidth)} for k, b in pass_bytes.items()},
+    }
     for entry in entries:
         modes = entry["held_bytes_per_mode"]
         entry["modes"] = {mode: latency[f"{entry['strategy']}:{mode}"] for mode in modes}

@@ -16,6 +16,11 @@ period after the last action. An action whose camera image is older than the wat
 in the future) is refused. The action space is checked at start-up (ParameterError: the node does not
 start).
 
+Run-time parameter changes (`set_parameters` from any peer): a change of dry_run or of a limit
+(`ControllerParams.SAFETY_PARAMS`) holds the arm first (while either the old or the new setting is live);
+dry_run=false at run time is refused unless `allow_runtime_arming` (read-only), and then logged.
+`sim/episode` start events reset the gate and the AccelConfig only with `use_sim_episode` (simulation).
+
 The decisions are ROS-free objects shared with offline runs: `AccelDecider` (precision, decoding,
 threshold; vla_accel_ros.control.accel_decision) and `CommandGate` (freshness, guard, holds, rate limit;
 vla_accel_ros.control.command_gate). This node turns their decisions into messages and diagnostics.
@@ -27,7 +32,9 @@ from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
@@ -54,14 +61,13 @@ class ControllerNode(Node):
         super().__init__("controller_node", **kwargs)
         self._params = declare_params(self, ControllerParams)
         self._params.on_change(self._on_params)
+        self.add_on_set_parameters_callback(self._check_arming)
         p = self._params.values
         self._build(p, previous=None)
         self._health = Health(self)
         self._rate = RateMeter()
         self._counts = {"actions": 0, "commands": 0, "refused": 0, "holds": 0, "rate_limited": 0}
         self._prediction: np.ndarray | None = None
-        self._joints: dict[str, float] = {}  # latest joint_states positions (joint_trajectory output)
-        self._joints_ns: int | None = None
         self._ee: np.ndarray | None = None  # latest ee_pose position (workspace box)
         self._ee_ns: int | None = None
 
@@ -76,7 +82,8 @@ class ControllerNode(Node):
         self.create_subscription(KinematicState, "vla/kinematics", self._on_kinematics, vla_qos())
         self.create_subscription(VlaAction, "vla/action_raw", self._on_action, vla_qos())
         self.create_subscription(KalmanPrediction, "vla/kalman_prediction", self._on_prediction, vla_qos())
-        self.create_subscription(String, "sim/episode", self._on_episode, episode_qos())
+        if p.use_sim_episode:
+            self.create_subscription(String, "sim/episode", self._on_episode, episode_qos())
         self._watchdog_timer = self.create_timer(p.watchdog_timeout_s / 4, self._on_watchdog_timer)
         self._health.set_state(WARN, "waiting for the first action" + (" (dry run)" if p.dry_run else ""))
 
@@ -92,7 +99,27 @@ class ControllerNode(Node):
         """Whether the arm is held (a safety or watchdog hold) until the next accepted action."""
         return self._gate.holding
 
+    def _check_arming(self, params: list[Parameter]) -> SetParametersResult:
+        """Refuse a run-time dry_run=false unless allow_runtime_arming (arming is a start-up decision)."""
+        current = self._params.values
+        changes = {param.name: param.value for param in params}
+        reason = current.arming_refusal(changes)
+        if reason is not None:
+            self.get_logger().warning(reason)
+            return SetParametersResult(successful=False, reason=reason)
+        if changes.get("dry_run") is False and current.dry_run:
+            self.get_logger().warning("dry_run -> false at run time (allow_runtime_arming): arming")
+        return SetParametersResult(successful=True)
+
     def _on_params(self, old: ControllerParams, new: ControllerParams) -> None:
+        changed = old.safety_changes(new)
+        if changed:  # under the old limits nothing more is sent: hold first, then apply the new ones
+            self._hold(
+                self.get_clock().now().nanoseconds,
+                "parameter change: " + ", ".join(changed),
+                live=not (old.dry_run and new.dry_run),
+                hold=self._gate.hold_now(),
+            )
         self._build(new, self._gate)
         if old.watchdog_timeout_s != new.watchdog_timeout_s:
             self._watchdog_timer.cancel()
@@ -118,7 +145,7 @@ class ControllerNode(Node):
         except convert.ConversionError as err:
             self._health.report(WARN, "bad episode event", str(err))
             return
-        if kind != "start":
+        if kind != "start" or not self._params.values.use_sim_episode:
             return
         # A new episode starts from scratch, as an offline evaluation does: top mode, no history.
         self._gate.start_episode()
@@ -144,8 +171,12 @@ class ControllerNode(Node):
         if not names:
             self._health.report(WARN, "bad joint state", "joint_trajectory needs joint names in joint_states")
             return
-        self._joints.update(zip(names, positions.tolist(), strict=True))
-        self._joints_ns = self.get_clock().now().nanoseconds
+        problem = self._gate.observe_joint_states(
+            names, positions.tolist(), self.get_clock().now().nanoseconds
+        )
+        if problem is not None:
+            self._health.report(WARN, "bad joint state", problem)
+            return
 
     def _on_ee_pose(self, msg: PoseStamped) -> None:
         frame = self._params.values.action_frame
@@ -171,7 +202,7 @@ class ControllerNode(Node):
             convert.stamp_to_ns(msg.image_stamp),
             ee_position=self._ee,
             ee_stamp_ns=self._ee_ns,
-            joint_states_stamp_ns=self._joints_ns,
+            joint_states_stamp_ns=self._gate.joints.stamp_ns,
         )
         if d.outcome is Outcome.REFUSE:
             self._refuse(p, msg, d, now_ns)
@@ -211,14 +242,14 @@ class ControllerNode(Node):
             self._health.set_values(last_violation=name, last_violation_excess=float(value - bound))
         self._publish_markers(None, msg, "refused", now_ns)
         if d.hold:
-            self._hold(p, now_ns, "safety hold")
+            self._hold(now_ns, "safety hold", live=not p.dry_run)
         self._health.set_values(**self._counts)
 
-    def _hold(self, p: ControllerParams, now_ns: int, why: str) -> None:
-        """Zero motion, gripper kept (for joint_trajectory: the current positions)."""
-        hold = self._gate.hold_action()
+    def _hold(self, now_ns: int, why: str, live: bool, hold: np.ndarray | None = None) -> None:
+        """Zero motion, gripper kept (for joint_trajectory: the current positions); commanded when live."""
+        hold = self._gate.hold_action() if hold is None else hold
         self._counts["holds"] += 1
-        if p.dry_run:
+        if not live:
             return
         msg = VlaAction(
             header=convert.header(now_ns),
@@ -234,11 +265,12 @@ class ControllerNode(Node):
             if p.output_type == "twist":
                 out: Any = convert.twist_for_space(action, self._space, p.control_rate_hz, now_ns)
             elif p.output_type == "joint_trajectory":
-                problem = self._gate.input_problem("joint_states", self._joints_ns, now_ns)
+                joints = self._gate.joints  # the trusted joint_states (control.joint_guard)
+                problem = self._gate.input_problem("joint_states", joints.stamp_ns, now_ns)
                 if problem:
                     raise convert.ConversionError(problem)
                 out = convert.joint_trajectory(
-                    action, self._space, self._joints, 1.0 / p.control_rate_hz, keep_gripper
+                    action, self._space, joints.positions, 1.0 / p.control_rate_hz, keep_gripper
                 )
             else:
                 out = safe
@@ -258,7 +290,7 @@ class ControllerNode(Node):
         self._health.set_values(action_age_s=d.age_s)
         if not d.hold:
             return
-        self._hold(p, now_ns, "watchdog hold")
+        self._hold(now_ns, "watchdog hold", live=not p.dry_run)
         self._health.set_values(**self._counts)
 
     def _publish_markers(self, action: np.ndarray | None, msg: VlaAction, mode: str, now_ns: int) -> None:

@@ -115,7 +115,10 @@ def build_targets(context: Any, model: str) -> tuple[list[Target], list[Any]]:
         max_image_age_s=0.3,
         max_state_age_s=0.3,
     )
-    controller = dict(dry_run=False, watchdog_timeout_s=0.5, max_rate_hz=1000.0, decoding="kerv")
+    # use_sim_episode: the fuzz reaches the controller's sim/episode callback too (simulation only).
+    controller = dict(
+        dry_run=False, watchdog_timeout_s=0.5, max_rate_hz=1000.0, decoding="kerv", use_sim_episode=True
+    )
     targets = []
     for name, transport in (("inference_raw", "raw"), ("inference_compressed", "compressed")):
         node = InferenceNode(

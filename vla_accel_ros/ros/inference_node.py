@@ -15,6 +15,13 @@ the instruction, an image or the joint state is missing, stale or invalid; an im
 stamp goes back, or lies ahead of the node's clock by more than its max age, is dropped. An unknown
 precision or decoding in the AccelConfig falls back to the defaults, and any fallback (the runtime's
 included) is flagged in the VlaAction and reported as a WARN.
+
+Input sizes: an image over max_image_pixels is refused before it is converted and drops its camera's
+frame (no action until a valid one); an instruction over max_instruction_chars is refused and clears
+the instruction (no action until a valid one); logs and diagnostics show instructions truncated.
+A Kalman prediction for a fill is clipped into the range the policy's decoder can emit
+(`control.decoder_range`) before the runtime executes it; a policy without an action tokenizer to ask
+gets no fill.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
+from vla_accel_ros.control.decoder_range import DecoderRange
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, VlaAction
 from vla_accel_ros.params import DECODINGS, InferenceParams
 from vla_accel_ros.ros import convert
@@ -62,14 +70,18 @@ PolicyLoader = Callable[[InferenceParams], tuple[PolicyLike, Callable[..., Any]]
 def load_policy(p: InferenceParams) -> tuple[PolicyLike, Callable[..., Any]]:
     """The policy the parameters describe (`policy.builder.build_policy`, as every offline run builds
     it) and its PolicyInput class; torch is imported here, on the loading thread."""
-    import torch
-
     from vla_accel_ros.policy.builder import PolicySpec, build_policy
     from vla_accel_ros.policy.runtime import PolicyInput
+    from vla_accel_ros.policy.threads import use_threads
 
-    if p.num_threads > 0:
-        torch.set_num_threads(p.num_threads)
+    use_threads(p.num_threads)
     return build_policy(PolicySpec.from_params(p)), PolicyInput
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """The first `limit` characters of a text for a log line, with its length when cut (no log line
+    carries a whole instruction: it may be huge, or carry what logs should not)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,7 @@ class InferenceNode(Node):
         self._waiting_since: float | None = None
         self._policy: PolicyLike | None = None
         self._policy_input: Callable[..., Any] | None = None
+        self._decoder_range: DecoderRange | None = None  # what the policy's decoder can emit (fills)
         self._load_error: str | None = None
         self._rate = RateMeter()
         self._counts = {
@@ -226,8 +239,10 @@ class InferenceNode(Node):
             self._load_error = f"load failed: {err}"
             self._health.set_state(ERROR, self._load_error)
             return
+        decoder_range = DecoderRange.of_policy(policy)
         with self._lock:
             self._policy, self._policy_input = policy, policy_input
+            self._decoder_range = decoder_range
         if p.default_precision != "top" and p.default_precision not in policy.precisions:
             self._health.report(
                 WARN, "unknown default_precision", f"{p.default_precision!r} not in {policy.precisions}"
@@ -241,12 +256,21 @@ class InferenceNode(Node):
     # -- callbacks: validate, store, maybe forward a trigger -------------------------------------------
     def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
         self._counts["received_frames"] += 1
+        cap = self._params.values.max_image_pixels
         try:
             if isinstance(msg, CompressedImage):
                 image = convert.compressed_to_numpy(msg)
+                size = int(image.shape[0]) * int(image.shape[1])
             else:
-                image = convert.image_to_numpy(msg)
+                size = int(msg.width) * int(msg.height)
+                image = convert.image_to_numpy(msg) if size <= cap else None
+            if size > cap:
+                raise convert.ConversionError(
+                    f"image of {size} pixels exceeds max_image_pixels {cap}: refused, frame dropped"
+                )
         except convert.ConversionError as err:
+            with self._lock:
+                self._images.pop(camera, None)  # no action on an older frame of this camera either
             self._counts["dropped_frames"] += 1
             self._health.report(WARN, f"bad image from {camera}", str(err))
             return
@@ -289,13 +313,21 @@ class InferenceNode(Node):
         self._maybe_trigger()
 
     def _on_instruction(self, msg: String) -> None:
+        cap = self._params.values.max_instruction_chars
+        if len(msg.data) > cap:
+            with self._lock:
+                self._instruction = None  # the operator meant another task: do not go on with the old one
+            detail = f"{len(msg.data)} characters (max_instruction_chars {cap}): {shorten(msg.data)!r}"
+            self.get_logger().error(f"instruction refused: {detail}")
+            self._health.report(ERROR, "instruction too long", detail)
+            return
         text = msg.data.strip()
         if not text:
             self._health.report(WARN, "empty instruction")
             return
         with self._lock:
             self._instruction = text
-        self.get_logger().info(f"instruction: {text!r}")
+        self.get_logger().info(f"instruction: {shorten(text)!r}")
 
     def _on_config(self, msg: AccelConfig) -> None:
         with self._lock:
@@ -402,6 +434,8 @@ class InferenceNode(Node):
 
         precision, decoding, threshold, fallbacks = self._modes(p, policy, config)
         kalman = self._kalman_action(p, policy, prediction, decoding, now_ns)
+        if kalman is not None:
+            kalman = self._clip_fill(kalman)
         inp = policy_input(
             images={c: f.value for c, f in frames.items()},
             joint_positions=joints.value,
@@ -462,6 +496,18 @@ class InferenceNode(Node):
             )
             return None
         return action
+
+    def _clip_fill(self, action: np.ndarray) -> np.ndarray | None:
+        """A fill clipped into the decoder's range (the runtime executes it as is); None without a range."""
+        with self._lock:
+            decoder_range = self._decoder_range
+        if decoder_range is None:
+            self._health.report(WARN, "no Kalman fill", "the policy has no action tokenizer to bound a fill")
+            return None
+        clipped = decoder_range.clip(action)
+        if not np.array_equal(clipped, action, equal_nan=True):
+            self._health.report(WARN, "Kalman fill clipped", f"{action.tolist()} -> {clipped.tolist()}")
+        return clipped
 
     def _on_worker_error(self, err: BaseException) -> None:
         if not self.context.ok():

@@ -51,6 +51,19 @@ def discovery_warning() -> str | None:
     return None
 
 
+# What `up --replay` forces, as launch/replay.launch.py does: a recorded bag never moves an arm, and the
+# bag's episode starts reset the gate and the AccelConfig as a simulated arm's do.
+REPLAY_OVERRIDES: dict[str, dict[str, Any]] = {"controller_node": {"dry_run": True, "use_sim_episode": True}}
+
+
+def with_replay_overrides(overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`overrides` with REPLAY_OVERRIDES applied last (a user's --set cannot arm a replay)."""
+    out = {node: dict(values) for node, values in overrides.items()}
+    for node, values in REPLAY_OVERRIDES.items():
+        out.setdefault(node, {}).update(values)
+    return out
+
+
 def parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """`node.param=value` strings -> {node: {param: typed value}}; ParameterError on an unknown name."""
     out: dict[str, dict[str, Any]] = {}
