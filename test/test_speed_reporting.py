@@ -123,3 +123,21 @@ def test_the_builder_compiles_when_the_parameter_asks():
     assert spec.compile_decoder and "compiled" in spec.describe()
     policy = build_policy(spec)  # compiling is lazy: the first action pays it, not the load
     assert is_compiled(policy.model) and not is_compiled(build_policy(PolicySpec()).model)
+
+
+def test_bench_latency_quotes_the_faster_full_precision_and_runs_the_ladder(tmp_path):
+    import json
+
+    from vla_accel_ros.cli import main
+
+    md, js = tmp_path / "L.md", tmp_path / "l.json"
+    args = ["bench-latency", "--models", "builtin", "--steps", "3", "--warmup", "1"]
+    args += ["--dtypes", "fp32,bf16,int4", "--methods", "ar,ar@w4a16,dyq", "--bag", str(tmp_path / "no-bag")]
+    assert main([*args, "--json", str(js), "--markdown", str(md)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    # methods on the ladder run on the int4 policy only, the others in fp32 and bf16
+    pairs = [(r["dtype"], r["method"]) for r in rows]
+    assert pairs == [("fp32", "ar"), ("bf16", "ar"), ("int4", "ar@w4a16"), ("int4", "dyq")]
+    assert {p for r in rows for p in r["precisions"]} >= {"w4a16"}
+    text = md.read_text()
+    assert text.count("(baseline)") == 1 and "<!-- bench-latency@" in text and "| vs baseline |" in text

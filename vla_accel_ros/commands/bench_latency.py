@@ -21,22 +21,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=40, help="observations per run")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--methods", default="ar", help="comma-separated method names")
-    parser.add_argument("--dtypes", default="fp32,bf16")
+    parser.add_argument("--dtypes", default="fp32,bf16", help="fp32, bf16, int4 (the ladder: dyq, ar@w4a16)")
     parser.add_argument("--models", default="builtin,realistic")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every available core)")
     parser.add_argument("--json", type=Path, default=Path("docs/results/latency.json"))
     parser.add_argument("--markdown", type=Path, default=Path("docs/LATENCY.md"))
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from vla_accel_ros.evaluation import latency as L
     from vla_accel_ros.evaluation.methods import load_settings
-    from vla_accel_ros.evaluation.reporting import command_line, machine_info
+    from vla_accel_ros.evaluation.reporting import (
+        command_line,
+        machine_info,
+        section_name,
+        write_machine_section,
+    )
+    from vla_accel_ros.policy.threads import use_threads
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     load_before = os.getloadavg()[0]
     settings = load_settings()
     rows = []
@@ -47,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
             else:
                 inputs = L.synthetic_inputs(policy, args.steps, "push the puck to the green goal")
             for method in args.methods.split(","):
-                r = L.measure(policy, inputs, method, warmup=args.warmup, settings=settings)
+                if not L.runs_on(method, dtype):
+                    continue
+                try:
+                    r = L.measure(policy, inputs, method, warmup=args.warmup, settings=settings)
+                except ValueError as err:  # e.g. dyq on a policy without the ladder
+                    print(f"{model} {dtype} {method}: skipped ({err})")
+                    continue
                 r.update(model=model, dtype=dtype)
                 rows.append(r)
                 p50, hz = r["total_ms"]["p50"], r["control_rate_hz"]
@@ -58,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     report = {"command": cmd, "machine": machine, "machine_info": info, "rows": rows}
     args.json.write_text(json.dumps(report, indent=1))
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text(L.page(cmd, machine, rows))
+    name = section_name("bench-latency", args.threads)
+    write_machine_section(args.markdown, name, L.page(cmd, machine, rows), L.LATENCY_TITLE, info)
     print(f"wrote {args.json} and {args.markdown}")
     return 0

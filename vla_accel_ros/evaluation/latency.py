@@ -22,6 +22,16 @@ from vla_accel_ros.params.tables import BUILTIN_CHECKPOINT
 from vla_accel_ros.policy.builder import PolicySpec, build_policy
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
 
+LATENCY_DTYPES = ("fp32", "bf16", "int4")
+
+
+def runs_on(method: str, dtype: str) -> bool:
+    """Whether `method` has a row on the `dtype` policy: methods on the int4 ladder (ar@w4a16, dyq,
+    kerv+dyq) only on int4, the others (ar, kerv, ...) on fp32 and bf16, where they run in that format."""
+    from vla_accel_ros.evaluation.methods import parse_method
+
+    return (parse_method(method).policy == "ladder") == (dtype == "int4")
+
 
 def inputs_from_bag(bag: Path, limit: int = 60) -> list[PolicyInput]:
     """Real observations of one demonstration episode (camera frames, joints, instruction)."""
@@ -54,21 +64,32 @@ def latency_policies(
     model: str, dtypes: list[str], settings: GraphSettings, checkpoint: str = BUILTIN_CHECKPOINT
 ) -> Iterator[tuple[str, Policy]]:
     """(dtype, policy) for `model` ("builtin": `checkpoint` through the policy builder with the inference
-    node's settings; "realistic": the SmolLM2-135M-decoder model) in each of `dtypes` (fp32, bf16).
-    The bf16 policy is a cast of its own copy, so the order of `dtypes` does not matter."""
+    node's settings; "realistic": the SmolLM2-135M-decoder model) in each of `dtypes`: fp32, bf16, or
+    int4 (the precision ladder at the graph's group size, for ar@w4a16, dyq, kerv+dyq). Each format is
+    its own copy, so the order of `dtypes` does not matter."""
+    unknown = set(dtypes) - set(LATENCY_DTYPES)
+    if unknown:
+        raise ValueError(f"dtypes {sorted(unknown)}: each one of {', '.join(LATENCY_DTYPES)}")
     if model == "builtin":
         spec = PolicySpec.from_params(settings.inference, checkpoint=checkpoint, precision_ladder="none")
         for dtype in dtypes:
-            yield dtype, build_policy(replace(spec, full_format=dtype))
+            ladder = dtype == "int4"
+            yield dtype, build_policy(spec.with_ladder() if ladder else replace(spec, full_format=dtype))
         return
     import copy
 
     from vla_accel_ros.policy.bf16 import cast_bf16
     from vla_accel_ros.policy.realistic import build_realistic_model
+    from vla_accel_ros.quant import quantize_policy
 
     fp32 = build_realistic_model(pretrained=True)
     for dtype in dtypes:
-        yield dtype, cast_bf16(Policy(copy.deepcopy(fp32))) if dtype == "bf16" else Policy(fp32)
+        policy = Policy(copy.deepcopy(fp32))
+        if dtype == "bf16":
+            policy = cast_bf16(policy)
+        elif dtype == "int4":
+            quantize_policy(policy, group=settings.inference.quant_group_size)
+        yield dtype, policy
 
 
 def measure(
@@ -81,15 +102,18 @@ def measure(
 ) -> dict:
     """Per-stage p50/p95 of `repeats` runs over `inputs` with `method`'s AccelLoop (the graph's settings:
     `settings`, default the params files of config/); the first `warmup` steps are the cold start."""
-    from vla_accel_ros.evaluation.methods import build_loop, load_settings
+    from vla_accel_ros.evaluation.methods import build_loop, ladder_settings, load_settings
 
     settings = load_settings() if settings is None else settings
+    if len(policy.precisions) > 1:  # on the ladder: the DyQ table names its modes, as in the graph
+        settings, _ = ladder_settings(settings, policy.precisions)
     loop = build_loop(method, policy.action_dim, policy.precisions, settings)
     stages: dict[str, list[float]] = defaultdict(list)
     totals: list[float] = []
     cold: list[float] = []
     passes: list[int] = []
     fallbacks: set[str] = set()
+    precisions: dict[str, int] = defaultdict(int)
     step = 0
     for _ in range(repeats):
         loop.reset()
@@ -109,6 +133,7 @@ def measure(
             else:
                 totals.append(total)
                 passes.append(out.target_passes)
+                precisions[out.precision] += 1
                 stages["controller"].append((t1 - t0) * 1e3)
                 for name, ms in out.timings_ms.items():
                     stages[name].append(ms)
@@ -125,7 +150,32 @@ def measure(
         "stages_ms": {name: percentiles(v) for name, v in stages.items()},
         "target_passes_mean": float(np.mean(passes)) if passes else float("nan"),
         "fallbacks": sorted(fallbacks),
+        "precisions": dict(precisions),  # steps per precision the policy ran (DyQ's schedule)
     }
+
+
+def baselines(rows: list[dict]) -> dict[str, tuple[str, float]]:
+    """Per model, the faster (p50) of its fp32 and bf16 autoregressive rows: (dtype, ms)."""
+    from vla_accel_ros.evaluation.reporting import fastest_baseline
+
+    out = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        full = {
+            r["dtype"]: r["total_ms"]["p50"]
+            for r in rows
+            if r["model"] == model and r["method"] == "ar" and r["dtype"] in ("fp32", "bf16")
+        }
+        if full:
+            out[model] = fastest_baseline(full)
+    return out
+
+
+def _vs(row: dict, base: dict[str, tuple[str, float]]) -> str:
+    if row["model"] not in base:
+        return "-"
+    dtype, ms = base[row["model"]]
+    mark = " (baseline)" if (row["dtype"], row["method"]) == (dtype, "ar") else ""
+    return f"{ms / row['total_ms']['p50']:.2f}x{mark}"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -133,8 +183,13 @@ def markdown(rows: list[dict]) -> str:
     names: list[str] = []
     for r in rows:
         names += [n for n in r["stages_ms"] if n not in names]
-    head = "| model | dtype | method | total p50 / p95 ms | Hz | cold start ms | " + " | ".join(names) + " |"
-    lines = [head, "|" + "---|" * (6 + len(names))]
+    head = (
+        "| model | dtype | method | total p50 / p95 ms | vs baseline | Hz | cold start ms | "
+        + " | ".join(names)
+        + " |"
+    )
+    lines = [head, "|" + "---|" * (7 + len(names))]
+    base = baselines(rows)
     for r in rows:
         cells = []
         for n in names:
@@ -143,7 +198,9 @@ def markdown(rows: list[dict]) -> str:
         cold = ", ".join(f"{c:.0f}" for c in r["cold_start_ms"][:3])
         lines.append(
             f"| {r['model']} | {r['dtype']} | {r['method']} | {r['total_ms']['p50']:.1f} / "
-            f"{r['total_ms']['p95']:.1f} | {r['control_rate_hz']:.1f} | {cold} | " + " | ".join(cells) + " |"
+            f"{r['total_ms']['p95']:.1f} | {_vs(r, base)} | {r['control_rate_hz']:.1f} | {cold} | "
+            + " | ".join(cells)
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -164,9 +221,12 @@ def machine_line(info: dict, load_before: float, load_after: float) -> str:
     )
 
 
+LATENCY_TITLE = (
+    "# Control-step latency\n\nOne section per CPU kernel class, written by `vla-accel bench-latency`.\n"
+)
+
+
 def page(command: str, machine: str, rows: list[dict]) -> str:
-    """docs/LATENCY.md: provenance, machine, what the columns mean, the table."""
-    return (
-        f"# Control-step latency\n\nCommand: `{command}`\n\nMachine: {machine}\n\n{LATENCY_NOTE}\n\n"
-        + markdown(rows)
-    )
+    """A section of docs/LATENCY.md: provenance, machine, what the columns mean, the table."""
+    note = "'vs baseline': against the faster (p50) of the same model's fp32 and bf16 `ar` rows in this run."
+    return f"Command: `{command}`\n\nMachine: {machine}\n\n{LATENCY_NOTE} {note}\n\n" + markdown(rows)
