@@ -274,6 +274,43 @@ def test_inference_without_instruction_publishes_nothing(ros):
     assert not actions and not policy.calls
 
 
+def test_a_plain_volatile_publisher_reaches_the_instruction(ros):
+    """`ros2 topic pub` publishes reliable and volatile, which a latched subscription does not match:
+    the node's plain subscription takes it."""
+    from rclpy.qos import QoSProfile
+
+    node, _ = start_inference(ros)
+    plain = ros.probe.create_publisher(String, "instruction", QoSProfile(depth=10))
+
+    def delivered() -> bool:  # volatile: a message sent before discovery is gone, so send until it lands
+        plain.publish(String(data="open the drawer"))
+        return node._instruction == "open the drawer"
+
+    assert ros.spin_until(delivered)
+
+
+def test_vla_accel_instruct_waits_for_the_node_and_is_acknowledged(ros):
+    from vla_accel_ros.ros.instruct import send_instruction
+
+    node, _ = start_inference(ros)
+    results = []
+    send = lambda: results.append(send_instruction("push the puck", timeout_s=30.0))  # noqa: E731
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert ros.spin_until(lambda: not sender.is_alive() and node._instruction == "push the puck")
+    finally:
+        sender.join()
+    assert results[0].acknowledged and results[0].subscribers >= 1
+
+
+def test_vla_accel_instruct_without_a_graph_publishes_nothing_and_fails():
+    from vla_accel_ros.cli import main
+
+    assert main(["instruct", "--timeout", "0.3", "reach the goal"]) == 1
+    assert main(["instruct", "  "]) == 2
+
+
 def test_inference_unknown_precision_falls_back_and_is_flagged(ros):
     diags = Diagnostics(ros)
     node, policy, actions, feed = ready_inference(ros)

@@ -93,7 +93,7 @@ def test_a_compiled_decoder_decodes_the_same_actions():
 
     import numpy as np
 
-    from vla_accel_ros.policy.compiled import compile_decoder, is_compiled
+    from vla_accel_ros.policy.compiled import compile_decoder, is_compiled, uncompile_decoder
     from vla_accel_ros.policy.runtime import Policy, PolicyInput
 
     torch.manual_seed(0)
@@ -103,6 +103,11 @@ def test_a_compiled_decoder_decodes_the_same_actions():
     compile_decoder(compiled.model)
     compile_decoder(compiled.model)  # idempotent
     assert is_compiled(compiled.model) and not is_compiled(eager.model)
+    # a deep copy of a compiled model runs its own decoder, not the original's
+    twin = copy.deepcopy(compiled.model)
+    assert is_compiled(twin) and twin.llama.forward.__self__ is twin.llama
+    uncompile_decoder(twin)
+    assert not is_compiled(twin) and is_compiled(compiled.model)
     rng = np.random.default_rng(0)
     for _ in range(2):
         size = (cfg.image_size, cfg.image_size, 3)

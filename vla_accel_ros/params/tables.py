@@ -81,9 +81,10 @@ class InferenceParams(NodeParams):
     )
     compile_decoder: bool = param(
         False,
-        "torch.compile the Llama decoder (Inductor, CPU or CUDA): same kernels for the matmuls, the small "
-        "ops between them fused; measured in docs/PRECISION.md. Costs a cold compile of minutes per format "
-        "and ladder mode at start-up (cached on disk by Inductor), so off unless asked for.",
+        "torch.compile the Llama decoder (Inductor): same kernels for the matmuls, the small ops between "
+        "them fused, exact up to float reassociation. Costs a cold compile of minutes per format and ladder "
+        "mode at start-up (cached on disk by Inductor) and is not yet shown faster than eager on the "
+        "machines measured (policy/compiled.py), so off unless asked for.",
         read_only=True,
     )
     num_threads: int = param(

@@ -373,6 +373,8 @@ def bench_model(
     mem["bf16_decoder_linears"] = bf16_linears
     context = mean_decode_context(fp32.config)
     pass_bytes = {"fp32": decode_pass_bytes(fp32, context), "bf16": decode_pass_bytes(bf16, context)}
+    if s.compile:  # eager twins taken before anything is compiled
+        fp32_eager, bf16_eager = copy.deepcopy(fp32), copy.deepcopy(bf16)
     runs: list[Run] = [
         ("fp32", lambda: None, fp32, latency_inputs),
         ("bf16", lambda: None, bf16, cast_inputs(latency_inputs, torch.bfloat16)),
@@ -423,14 +425,24 @@ def bench_model(
             # the same, were the unquantized decoder parts (embeddings, norms, head) held in bf16
             mem["ladder_decoder_other_bf16"] = ladder.held_bytes() + mem["bf16_decoder"] - bf16_linears
         entries.append(entry)
-    if s.compile:
+    if s.compile:  # every format compiled, and the eager baselines beside them: the faster counts
         from vla_accel_ros.policy.compiled import compile_decoder
 
         for model in {id(m): m for _, _, m, _ in runs}.values():
             compile_decoder(model)
+        runs += [
+            ("fp32 (eager)", lambda: None, fp32_eager, latency_inputs),
+            ("bf16 (eager)", lambda: None, bf16_eager, cast_inputs(latency_inputs, torch.bfloat16)),
+        ]
     log(f"  latency of {len(runs)} formats, round-robin, {s.warmup} + {s.repeats} rounds")
     latency = interleaved_latency(runs, s.warmup, s.repeats)
-    result["latency"] = {k: latency[k] for k in ("fp32", "bf16", "bf16-action-head") if k in latency}
+    if s.compile:  # the group sweep below deep-copies fp32: it measures the eager model's numerics
+        from vla_accel_ros.policy.compiled import uncompile_decoder
+
+        for _, _, model, _ in runs:
+            uncompile_decoder(model)
+    kept = ("fp32", "bf16", "bf16-action-head", "fp32 (eager)", "bf16 (eager)")
+    result["latency"] = {k: latency[k] for k in kept if k in latency}
     bandwidth = read_bandwidth()
     result["decode_limit"] = {
         "bandwidth": bandwidth,

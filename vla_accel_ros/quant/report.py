@@ -31,6 +31,15 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+FULL_PRECISION_ROWS = ("fp32", "bf16", "fp32 (eager)", "bf16 (eager)")  # eager twins: --compile runs
+
+
+def full_precision_ms(section: dict) -> dict[str, float]:
+    """Per-action median of every full-precision row measured (compiled and eager in a --compile run)."""
+    lat = section["latency"]
+    return {k: lat[k]["action"]["median_ms"] for k in FULL_PRECISION_ROWS if k in lat}
+
+
 def ladder_entry(section: dict, name: str = "int4-master") -> dict:
     return next(s for s in section["strategies"] if s["strategy"] == name)
 
@@ -46,7 +55,7 @@ def derived(section: dict) -> dict:
     top = list(lad["modes"])[-1]
     top_lat = lad["modes"][top]
     bf16, fp32 = lat["bf16"]["action"]["median_ms"], lat["fp32"]["action"]["median_ms"]
-    base_name, base = fastest_baseline({"fp32": fp32, "bf16": bf16})
+    base_name, base = fastest_baseline(full_precision_ms(section))
     return {
         "top": top,
         "baseline": base_name,
@@ -76,7 +85,7 @@ def _whole(section: dict, top: str) -> dict:
         "whole_memory_decoder": whole["decoder_bytes"] / mem["bf16_decoder"],
         "whole_memory_model": whole["model_bytes"] / mem["bf16_model"],
         "whole_speedup_vs_bf16": lat["bf16"]["action"]["median_ms"] / action,
-        "whole_speedup_vs_baseline": min(lat[k]["action"]["median_ms"] for k in ("fp32", "bf16")) / action,
+        "whole_speedup_vs_baseline": fastest_baseline(full_precision_ms(section))[1] / action,
         "whole_speedup_vs_bf16_action_head": lat["bf16-action-head"]["action"]["median_ms"] / action,
     }
 
@@ -126,7 +135,7 @@ def _latency_rows(section: dict) -> list[str]:
     lad = ladder_entry(section)
     lat = section["latency"]
     bf16, fp32 = lat["bf16"]["action"]["median_ms"], lat["fp32"]["action"]["median_ms"]
-    base_name, base = fastest_baseline({"fp32": fp32, "bf16": bf16})
+    base_name, base = fastest_baseline(full_precision_ms(section))
     rows = [
         "| format | what runs | per action median / p95 (ms) | prefill (ms) | decode / token (ms) "
         f"| decode limit: bytes / bandwidth (ms) | decode x limit | vs baseline ({base_name}) "
@@ -134,8 +143,9 @@ def _latency_rows(section: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     entries = [
-        ("fp32" + (" (baseline)" if base_name == "fp32" else ""), "unquantized fp32", "fp32", lat["fp32"]),
-        ("bf16" + (" (baseline)" if base_name == "bf16" else ""), "unquantized bf16", "bf16", lat["bf16"]),
+        (name + (" (baseline)" if base_name == name else ""), f"unquantized {name[:4]}", name[:4], lat[name])
+        for name in FULL_PRECISION_ROWS
+        if name in lat
     ]
     entries += [(m, lad["modes_info"][m]["description"], "int4-master", v) for m, v in lad["modes"].items()]
     whole = whole_entry(section)
@@ -352,8 +362,7 @@ def render(report: dict) -> str:
             if max(m["load_average_start"][0], m["load_average_end"][0]) > 0.5 * m["logical_cpus"]
             else ""
         ),
-        baseline_sentence({k: real["latency"][k]["action"]["median_ms"] for k in ("fp32", "bf16")})
-        + " Speed-ups are per action, against it.",
+        baseline_sentence(full_precision_ms(real)) + " Speed-ups are per action, against it.",
         *_bandwidth_line(real),
         *_compile_line(report, real),
         "",

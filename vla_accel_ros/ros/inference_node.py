@@ -43,7 +43,13 @@ from vla_accel_ros.params import DECODINGS, InferenceParams
 from vla_accel_ros.ros import convert
 from vla_accel_ros.ros.diagnostics import ERROR, OK, WARN, Health, RateMeter
 from vla_accel_ros.ros.params import declare_params
-from vla_accel_ros.ros.qos import camera_qos, instruction_qos, joint_states_qos, vla_qos
+from vla_accel_ros.ros.qos import (
+    camera_qos,
+    instruction_plain_qos,
+    instruction_qos,
+    joint_states_qos,
+    vla_qos,
+)
 from vla_accel_ros.ros.spin import run_node
 
 
@@ -209,7 +215,11 @@ class InferenceNode(Node):
             else:
                 self.create_subscription(Image, topic, lambda m, n=name: self._on_image(n, m), camera_qos())
         self.create_subscription(JointState, "joint_states", self._on_joint_state, joint_states_qos())
+        # Two subscriptions, one callback: the latched one gets the last instruction of a latched publisher
+        # (`vla-accel instruct`, a task manager) even when it was sent before this node started; the
+        # plain one matches a volatile publisher such as `ros2 topic pub`, which the latched one cannot.
         self.create_subscription(String, "instruction", self._on_instruction, instruction_qos())
+        self.create_subscription(String, "instruction", self._on_instruction, instruction_plain_qos())
         self.create_subscription(AccelConfig, "vla/accel_config", self._on_config, vla_qos())
         self.create_subscription(KalmanPrediction, "vla/kalman_prediction", self._on_prediction, vla_qos())
 
@@ -326,8 +336,10 @@ class InferenceNode(Node):
             self._health.report(WARN, "empty instruction")
             return
         with self._lock:
+            same = text == self._instruction  # a latched publisher reaches both subscriptions
             self._instruction = text
-        self.get_logger().info(f"instruction: {shorten(text)!r}")
+        if not same:
+            self.get_logger().info(f"instruction: {shorten(text)!r}")
 
     def _on_config(self, msg: AccelConfig) -> None:
         with self._lock:

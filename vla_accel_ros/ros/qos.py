@@ -39,6 +39,12 @@ def instruction_qos() -> QoSProfile:
     return keep_last(1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def instruction_plain_qos() -> QoSProfile:
+    """Instruction from a plain publisher (`ros2 topic pub`, volatile by default, which a latched
+    subscription does not match): best effort and volatile, so it matches every publisher."""
+    return keep_last(1, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE)
+
+
 def command_qos() -> QoSProfile:
     """Arm commands: reliable, depth 1 (a queued stale command must never be replayed)."""
     return keep_last(1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE)
