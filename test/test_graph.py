@@ -162,7 +162,8 @@ def test_launcher_reports_a_dead_node_and_stops_the_rest():
     lines: list[str] = []
     launcher = Launcher(
         [
-            _python("sleeper", "import time; time.sleep(60)"),
+            # SIGINT's handler set explicitly: a child of a background job inherits SIGINT ignored
+            _python("sleeper", "import signal as s, time; s.signal(s.SIGINT, s.SIG_DFL); time.sleep(60)"),
             _python("crasher", "import sys; print('bye'); sys.exit(3)"),
         ],
         output=lines.append,

@@ -84,8 +84,8 @@ class InferenceParams(NodeParams):
         "torch.compile the Llama decoder (Inductor): same kernels for the matmuls, the small ops between "
         "them fused, exact up to float reassociation. Measured on an AVX-512 EPYC: compiled bf16 1.18x "
         "faster per action than eager bf16, compiled w4a16 1.31x faster than compiled bf16 "
-        "(docs/PRECISION.md), for a cold compile of about a minute per format and ladder mode at start-up "
-        "(cached on disk by Inductor), so off unless asked for.",
+        "(docs/PRECISION.md), for a compile at start-up of 1-4 minutes per format and ladder mode (about "
+        "one once Inductor's disk cache is warm), so off unless asked for.",
         read_only=True,
     )
     num_threads: int = param(
