@@ -13,6 +13,19 @@ from vla_accel_ros.data.episodes import Episode, sim_stamps
 # Headless rendering for any test that imports mujoco (must precede mujoco's first import).
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With VLA_ACCEL_FAULT_REPORT=<json> (the fault measurement run of docs/RELIABILITY.md), the faults
+    the tests recorded there are rendered into the document's faults section."""
+    from pathlib import Path
+
+    path = os.environ.get("VLA_ACCEL_FAULT_REPORT")
+    if path and Path(path).is_file():
+        from vla_accel_ros.evaluation.reliability import write_faults_section
+
+        write_faults_section(Path(path), Path(os.environ.get("VLA_ACCEL_FAULT_DOC", "docs/RELIABILITY.md")))
+
+
 SAWYER_JOINTS = [f"right_j{i}" for i in range(7)] + ["r_close", "l_close"]
 
 

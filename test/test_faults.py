@@ -121,6 +121,12 @@ class Proc:
         return "\n".join(self.lines[-last:])
 
 
+def torch_capability() -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def record(fault: str, **values: object) -> None:
     """Print a measurement; with VLA_ACCEL_FAULT_REPORT=<json>, also append it there."""
     print(f"\n[fault] {fault}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
@@ -130,7 +136,12 @@ def record(fault: str, **values: object) -> None:
         data = (
             json.loads(file.read_text())
             if file.is_file()
-            else {"watchdog_timeout_s": WATCHDOG_S, "faults": []}
+            else {
+                "watchdog_timeout_s": WATCHDOG_S,
+                "model": os.environ.get("VLA_ACCEL_TEST_MODEL") or "tiny random checkpoint",
+                "machine": f"{os.cpu_count()} CPU cores, torch kernels {torch_capability()}",
+                "faults": [],
+            }
         )
         data["faults"].append({"fault": fault, **values})
         file.write_text(json.dumps(data, indent=1) + "\n")

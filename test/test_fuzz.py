@@ -12,20 +12,33 @@ import math
 import os
 from collections import Counter
 
+import numpy as np
 import pytest
+from geometry_msgs.msg import PoseStamped
 from rclpy.serialization import deserialize_message, serialize_message
 from ros_fixtures import unique_domain_id
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, VlaAction
 
-from vla_accel_ros.evaluation.fuzz_report import FuzzReport
-from vla_accel_ros.evaluation.fuzzing import BadMessages, png, truncated_png
+from vla_accel_ros.evaluation.fuzz_report import FuzzReport, JointReference, is_hold, within_limits
+from vla_accel_ros.evaluation.fuzzing import JOINT_GUARD_DEFECTS, BadMessages, png, truncated_png
 from vla_accel_ros.evaluation.reliability import write_doc_section
 from vla_accel_ros.ros import convert
 
 SAMPLE = 300
-TYPES = [Image, CompressedImage, JointState, String, AccelConfig, KalmanPrediction, VlaAction, KinematicState]
+TYPES = [
+    Image,
+    CompressedImage,
+    JointState,
+    String,
+    AccelConfig,
+    KalmanPrediction,
+    VlaAction,
+    KinematicState,
+    PoseStamped,
+]
 
 
 @pytest.fixture
@@ -57,7 +70,7 @@ def test_generator_is_seeded_and_every_message_survives_the_wire():
     assert labels[0] == labels[1]
     kinds = Counter(label.split(".")[0] for label in labels[0])
     assert set(kinds) >= {"image", "compressed", "joint_state", "instruction", "episode", "accel_config"}
-    assert set(kinds) >= {"kalman_prediction", "vla_action", "kinematic_state"}
+    assert set(kinds) >= {"kalman_prediction", "vla_action", "kinematic_state", "ee_pose"}
 
 
 def test_image_and_joint_defects_are_refused_where_the_nodes_convert_them():
@@ -67,11 +80,12 @@ def test_image_and_joint_defects_are_refused_where_the_nodes_convert_them():
     for i in range(600):
         cls = (Image, CompressedImage, JointState)[i % 3]
         case = gen.make(cls)
-        assert case.must_refuse
+        assert case.must_refuse or case.label in JOINT_GUARD_DEFECTS
         msg = deserialize_message(serialize_message(case.msg), cls)
         defect = case.label.split(".", 1)[1]
-        if "stamp" in defect or defect in ("too_small", "wrong_length"):
-            continue  # stamps: the nodes; too small or another joint count: the policy runtime
+        if "stamp" in defect or defect in ("too_small", "wrong_length") or case.label in JOINT_GUARD_DEFECTS:
+            continue  # stamps: the nodes; too small or another joint count: the policy runtime; jumps and
+            # joint limits: the joint_trajectory controller's guard (the run below)
         with pytest.raises(convert.ConversionError):
             if cls is Image:
                 convert.image_to_numpy(msg)
@@ -81,6 +95,98 @@ def test_image_and_joint_defects_are_refused_where_the_nodes_convert_them():
                 convert.joint_state_to_arrays(msg, [f"joint_{i}" for i in range(9)])
         refused[case.label] += 1
     assert refused["compressed.decompression_bomb"] > 0 and refused["joint_state.huge"] > 0
+
+
+def test_ee_pose_defects_are_refused_where_the_controller_converts_them():
+    """Corrupt positions and orientations die in convert.pose_position; frame and stamps are the
+    controller's (the run below); a pose outside the box is a reading, for the box to judge."""
+    gen = BadMessages(seed=5, now_ns=_now)
+    seen = Counter()
+    for _ in range(300):
+        case = gen.make(PoseStamped, "ee_pose")
+        msg = deserialize_message(serialize_message(case.msg), PoseStamped)
+        defect = case.label.split(".", 1)[1]
+        seen[defect] += 1
+        assert case.must_refuse == (defect != "outside_box")
+        if defect in ("non_finite", "huge", "non_unit_quaternion", "non_finite_quaternion"):
+            with pytest.raises(convert.ConversionError):
+                convert.pose_position(msg)
+        elif defect == "wrong_frame":
+            assert msg.header.frame_id != "base_link"
+        elif "stamp" not in defect:
+            assert convert.pose_position(msg).shape == (3,)
+    assert {"outside_box", "non_unit_quaternion", "wrong_frame", "huge", "stale_stamp"} <= set(seen)
+
+
+def _trajectory(positions) -> JointTrajectory:
+    return JointTrajectory(
+        joint_names=["a", "b", "g"], points=[JointTrajectoryPoint(positions=[float(v) for v in positions])]
+    )
+
+
+def test_the_oracle_reads_joint_trajectory_commands():
+    """A hold keeps the arm joints at the last good joint state; a command stays inside the joint
+    limits and within one accepted step of that state."""
+    ref = JointReference(
+        names=("a", "b", "g"),
+        lower=(-2.0, -2.0, 0.0),
+        upper=(2.0, 2.0, 0.04),
+        arm=frozenset({"a", "b"}),
+        good={"a": 1.99, "b": 0.0, "g": 0.02},
+        max_step=0.05,
+    )
+    assert is_hold(_trajectory([1.99, 0.0, 0.04]), ref)  # the gripper is absolute: not a move
+    assert not is_hold(_trajectory([1.98, 0.0, 0.04]), ref) and not is_hold(_trajectory([1.99, 0.0]), ref)
+    assert not is_hold(_trajectory([1.99, 0.0, 0.04]))  # without the reference: cannot tell
+    assert within_limits(_trajectory([1.95, 0.05, 0.0]), ref)
+    assert not within_limits(_trajectory([2.01, 0.0, 0.0]), ref)  # beyond a joint limit
+    assert not within_limits(_trajectory([1.99, 0.3, 0.0]), ref)  # a jump from the last good state
+    assert not within_limits(_trajectory([1.99, math.nan, 0.0]), ref)
+    wrong = JointTrajectory(joint_names=["b", "a", "g"], points=_trajectory([0, 0, 0]).points)
+    assert not within_limits(wrong, ref) and not is_hold(wrong, ref)
+
+
+def test_the_controller_takes_no_stale_future_or_corrupt_ee_pose():
+    """On a pose at the box's edge an outward action is refused; a bad pose after it (stamped a minute
+    ago, a minute ahead, or with a non-unit quaternion, each at the box's centre) must not unlock it."""
+    import rclpy
+    from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
+
+    from vla_accel_ros.ros.controller_node import ControllerNode
+    from vla_accel_ros.ros.fuzz_controller_inputs import action, good_input
+    from vla_accel_ros.ros.fuzz_targets import Spy, Target, callback_of
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=unique_domain_id(), signal_handler_options=SignalHandlerOptions.NO)
+    box = dict(dry_run=False, max_rate_hz=1000.0, workspace_min=[0.0] * 3, workspace_max=[0.5] * 3)
+    node = ControllerNode(
+        context=context, parameter_overrides=[Parameter(k, value=v) for k, v in box.items()]
+    )
+    try:
+        target = Target("controller_box", node)
+        arm = Spy(node, "arm/command")
+        on_pose, on_action = callback_of(node, "ee_pose"), callback_of(node, "vla/action_raw")
+        now = node.get_clock().now().nanoseconds
+        good_input(target, now)
+        on_action(action(now, -0.1))  # inward: passes
+        assert len(arm.msgs) == 1 and not is_hold(arm.msgs[0])
+        minute = 60 * 10**9
+        bad_poses = []
+        for stamp, quaternion in ((now - minute, 1.0), (now + minute, 1.0), (now, 2.0)):
+            pose = PoseStamped(header=convert.header(stamp, "base_link"))
+            pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = 0.25, 0.25, 0.25
+            pose.pose.orientation.w = quaternion
+            bad_poses.append(pose)
+        for pose in bad_poses:
+            good_input(target, node.get_clock().now().nanoseconds)
+            on_pose(pose)
+            on_action(action(node.get_clock().now().nanoseconds, 0.1))  # outward: refused at the edge
+        assert all(is_hold(m) for m in arm.msgs[1:]), [list(m.action) for m in arm.msgs]
+        assert node._ee[0] == pytest.approx(0.4995)
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
 
 
 def test_png_helpers():
@@ -130,13 +236,26 @@ def test_every_callback_survives_a_fuzz_sample_and_no_bad_data_reaches_the_arm(f
     assert data["crash_count"] == 0, data["crashes"]
     assert data["commands_from_bad_data_count"] == 0, data["commands_from_bad_data"]
     assert data["non_finite_outputs"] == []
-    assert all(data["responsive"].values()) and len(data["responsive"]) == 7, data["responsive"]
+    assert all(data["responsive"].values()) and len(data["responsive"]) == 9, data["responsive"]
     assert rc == 0 and data["ok"]
     assert data["messages"] + data["unsendable"] == SAMPLE
-    # Every subscription of every node got bad data (25 callbacks), plus the mixed steps.
+    # Every subscription of every node got bad data (35 callbacks: the controller with each output type,
+    # its joint_states for joint_trajectory and its ee_pose with a workspace box), plus the mixed steps.
     plain = [k for k in data["per_topic"] if "among good inputs" not in k]
-    assert len(plain) == 25, sorted(plain)
+    assert len(plain) == 35, sorted(plain)
+    assert {
+        "controller_joints /fuzz/controller_joints/joint_states",
+        "controller_box /fuzz/controller_box/ee_pose",
+    } <= set(plain)
     assert data["mixed_steps"] == int(SAMPLE * 0.2)
+    assert data["mixed_controller_steps"] == int(SAMPLE * 0.05)
+    mixed = {k for k in data["per_topic"] if "among good inputs" in k}
+    assert {
+        "controller_joints joint_states (among good inputs)",
+        "controller_box ee_pose (among good inputs)",
+    } <= mixed
+    assert any(k.startswith("ee_pose.") for k in data["per_label"])
+    assert any(k in data["per_label"] for k in JOINT_GUARD_DEFECTS)
     assert "Bad data (fuzz)" in doc.read_text()
 
 
@@ -150,3 +269,24 @@ def test_the_oracle_catches_a_controller_that_trusts_stale_actions(fuzz_env, mon
     bad = [c for c in report.commands_from_bad_data if "image_" in c and "stamp" in c]
     assert bad, report.commands_from_bad_data
     assert not report.ok and math.isfinite(report.duration_s)
+
+
+def test_the_oracle_catches_a_controller_that_trusts_bad_joint_states_and_poses(fuzz_env, monkeypatch):
+    """Mutations of the new paths: a joint_trajectory controller without the joint_states jump check, and
+    a controller that takes any ee_pose as current: the same sample must report commands from both."""
+    from vla_accel_ros.ros import fuzz_targets
+    from vla_accel_ros.ros.controller_node import ControllerNode
+    from vla_accel_ros.ros.fuzz_driver import run_fuzz
+
+    monkeypatch.setitem(fuzz_targets.JOINT_SPACE, "max_joint_state_jump", 0.0)  # 0: no jump check
+
+    def any_pose(node, msg):  # the controller before its ee_pose checks: any position, received = fresh
+        p = msg.pose.position
+        node._ee, node._ee_ns = np.array([p.x, p.y, p.z]), node.get_clock().now().nanoseconds
+
+    monkeypatch.setattr(ControllerNode, "_on_ee_pose", any_pose)
+    report = run_fuzz(SAMPLE, seed=11, model=fuzz_env, log=lambda _s: None)
+    assert not report.crashes
+    bad = report.commands_from_bad_data
+    assert any("controller_joints commanded after a bad joint_states" in c for c in bad), bad
+    assert any("controller_box commanded after a bad ee_pose" in c for c in bad), bad

@@ -256,7 +256,7 @@ def test_inference_refuses_backwards_joint_state_stamps(ros):
     feed = Feeder(ros)
     t = now_ns(ros)
     feed.joint_state(t)
-    assert ros.spin_until(lambda: node._joints is not None)
+    assert ros.spin_until(lambda: node._joints.stamp_ns is not None)
     feed.joint_state(t - 1_000_000_000)
     status = diags.wait("inference_node", WARN, "bad joint state")
     assert "goes back" in status.message

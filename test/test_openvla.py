@@ -1,6 +1,7 @@
 """OpenVLA checkpoints: a tiny random checkpoint written in the exact Hugging Face layout, loaded back.
 
-The fixture lists every tensor name and shape by hand from timm's and transformers' naming (not from
+The generator (vla_accel_ros.evaluation.openvla_synthetic, shared with the benchmarks' mid-size
+checkpoint) lists every tensor name and shape by hand from timm's and transformers' naming (not from
 the loader's modules), so a loader that drifted from the real format fails here.
 """
 
@@ -13,10 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from safetensors.torch import load_file
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
+from vla_accel_ros.evaluation.openvla_synthetic import (
+    BRIDGE,
+    FRACTAL,
+    TINY,
+    openvla_shapes,
+    random_weights,
+    stats,
+    write_config,
+    write_tokenizer,
+    write_weights,
+)
 from vla_accel_ros.policy.checkpoint import CheckpointError
 from vla_accel_ros.policy.formats import is_openvla_checkpoint
 from vla_accel_ros.policy.loading import policy_from_checkpoint
@@ -29,250 +40,11 @@ from vla_accel_ros.policy.openvla import (
 )
 from vla_accel_ros.policy.runtime import InputError, Policy, PolicyInput
 
-IMAGE = 28
-BASE_VOCAB = 320  # tokenizer vocabulary; <PAD> is added as id 320, the LM pads to 384
-PADDED_VOCAB = 384
-FIRST_ACTION_ID = BASE_VOCAB - 256
-TEXT = dict(
-    hidden_size=64,
-    intermediate_size=96,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=128,
-)
-DINO = dict(patch_size=7, embed_dim=32, depth=3, num_heads=4, mlp_ratio=2.0)  # 4 register tokens kept
-SIGLIP = dict(patch_size=7, embed_dim=24, depth=3, num_heads=4, mlp_ratio=2.0)
-WORDS = [
-    "In:",
-    "What",
-    "action",
-    "should",
-    "the",
-    "robot",
-    "take",
-    "to",
-    "pick",
-    "up",
-    "red",
-    "cup?\nOut:",
-    "open",
-    "drawer?\nOut:",
-]
-BRIDGE = dict(
-    q01=[-0.03, -0.04, -0.02, -0.1, -0.1, -0.2, 0.0],
-    q99=[0.03, 0.04, 0.05, 0.1, 0.12, 0.2, 1.0],
-    mask=[True] * 6 + [False],
-)
-FRACTAL = dict(q01=[-0.2] * 6 + [0.0], q99=[0.2] * 6 + [1.0], mask=[True] * 6 + [False])
-
-
-def vit_shapes(prefix: str, dims: dict, cls: bool, reg: int, layer_scale: bool, pool: bool) -> dict:
-    d, p = dims["embed_dim"], dims["patch_size"]
-    hidden = int(d * dims["mlp_ratio"])
-    patches = (IMAGE // p) ** 2
-    s = {
-        "patch_embed.proj.weight": (d, 3, p, p),
-        "patch_embed.proj.bias": (d,),
-        "pos_embed": (1, patches if (reg or not cls) else patches + 1, d),
-        "norm.weight": (d,),
-        "norm.bias": (d,),
-    }
-    if cls:
-        s["cls_token"] = (1, 1, d)
-    if reg:
-        s["reg_token"] = (1, reg, d)
-    for i in range(dims["depth"]):
-        b = f"blocks.{i}."
-        s.update(
-            {
-                b + "norm1.weight": (d,),
-                b + "norm1.bias": (d,),
-                b + "attn.qkv.weight": (3 * d, d),
-                b + "attn.qkv.bias": (3 * d,),
-                b + "attn.proj.weight": (d, d),
-                b + "attn.proj.bias": (d,),
-                b + "norm2.weight": (d,),
-                b + "norm2.bias": (d,),
-                b + "mlp.fc1.weight": (hidden, d),
-                b + "mlp.fc1.bias": (hidden,),
-                b + "mlp.fc2.weight": (d, hidden),
-                b + "mlp.fc2.bias": (d,),
-            }
-        )
-        if layer_scale:
-            s.update({b + "ls1.scale_factor": (d,), b + "ls2.scale_factor": (d,)})
-    if pool:
-        a = "attn_pool."
-        s.update(
-            {
-                a + "latent": (1, 1, d),
-                a + "q.weight": (d, d),
-                a + "q.bias": (d,),
-                a + "kv.weight": (2 * d, d),
-                a + "kv.bias": (2 * d,),
-                a + "proj.weight": (d, d),
-                a + "proj.bias": (d,),
-                a + "norm.weight": (d,),
-                a + "norm.bias": (d,),
-                a + "mlp.fc1.weight": (hidden, d),
-                a + "mlp.fc1.bias": (hidden,),
-                a + "mlp.fc2.weight": (d, hidden),
-                a + "mlp.fc2.bias": (d,),
-            }
-        )
-    return {f"{prefix}.{k}": v for k, v in s.items()}
-
-
-def openvla_shapes() -> dict[str, tuple[int, ...]]:
-    shapes = vit_shapes("vision_backbone.featurizer", DINO, cls=True, reg=4, layer_scale=True, pool=False)
-    shapes.update(
-        vit_shapes("vision_backbone.fused_featurizer", SIGLIP, cls=False, reg=0, layer_scale=False, pool=True)
-    )
-    v, h = DINO["embed_dim"] + SIGLIP["embed_dim"], TEXT["hidden_size"]
-    shapes.update(
-        {
-            "projector.fc1.weight": (4 * v, v),
-            "projector.fc1.bias": (4 * v,),
-            "projector.fc2.weight": (h, 4 * v),
-            "projector.fc2.bias": (h,),
-            "projector.fc3.weight": (h, h),
-            "projector.fc3.bias": (h,),
-        }
-    )
-    kv = TEXT["num_key_value_heads"] * h // TEXT["num_attention_heads"]
-    inter = TEXT["intermediate_size"]
-    lm = {
-        "language_model.model.embed_tokens.weight": (PADDED_VOCAB, h),
-        "language_model.model.norm.weight": (h,),
-        "language_model.lm_head.weight": (PADDED_VOCAB, h),
-    }
-    for i in range(TEXT["num_hidden_layers"]):
-        b = f"language_model.model.layers.{i}."
-        lm.update(
-            {
-                b + "self_attn.q_proj.weight": (h, h),
-                b + "self_attn.k_proj.weight": (kv, h),
-                b + "self_attn.v_proj.weight": (kv, h),
-                b + "self_attn.o_proj.weight": (h, h),
-                b + "mlp.gate_proj.weight": (inter, h),
-                b + "mlp.up_proj.weight": (inter, h),
-                b + "mlp.down_proj.weight": (h, inter),
-                b + "input_layernorm.weight": (h,),
-                b + "post_attention_layernorm.weight": (h,),
-            }
-        )
-    shapes.update(lm)
-    return shapes
-
-
-def random_weights(seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, shape in openvla_shapes().items():
-        t = torch.randn(shape, generator=g)
-        if "norm" in name and name.endswith("weight"):
-            t = 1.0 + 0.1 * t
-        elif "scale_factor" in name:
-            t = 0.5 + 0.1 * t
-        else:
-            t = 0.08 * t
-        out[name] = t.to(torch.bfloat16)
-    return out
-
-
-def shard_of(name: str) -> str:
-    if name.startswith("vision_backbone.featurizer."):
-        return "model-00001-of-00003.safetensors"
-    if name.startswith("language_model."):
-        return "model-00003-of-00003.safetensors"
-    return "model-00002-of-00003.safetensors"
-
-
-def write_weights(directory: Path, weights: dict[str, torch.Tensor]) -> None:
-    shards: dict[str, dict[str, torch.Tensor]] = {}
-    for name, t in weights.items():
-        shards.setdefault(shard_of(name), {})[name] = t
-    for file, tensors in shards.items():
-        save_file(tensors, str(directory / file), metadata={"format": "pt"})
-    index = {
-        "metadata": {"total_size": sum(t.numel() * 2 for t in weights.values())},
-        "weight_map": {name: shard_of(name) for name in sorted(weights)},
-    }
-    (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-
-
-def stats(action: dict) -> dict:
-    n = len(action["q01"])
-    return {
-        "action": {**action, "mean": [0.0] * n, "std": [1.0] * n, "min": action["q01"], "max": action["q99"]},
-        "proprio": {"mean": [0.0] * 7, "std": [1.0] * 7},
-        "num_transitions": 100,
-        "num_trajectories": 4,
-    }
-
-
-def write_config(directory: Path, **changes) -> dict:
-    config = {
-        "arch_specifier": "no-align+fused-gelu-mlp",
-        "architectures": ["OpenVLAForActionPrediction"],
-        "hf_llm_id": "meta-llama/Llama-2-7b-hf",
-        "image_resize_strategy": "resize-naive",
-        "image_sizes": [IMAGE, IMAGE],
-        "llm_backbone_id": "llama2-7b-pure",
-        "llm_max_length": 2048,
-        "model_type": "openvla",
-        "n_action_bins": 256,
-        "norm_stats": {"bridge_tiny": stats(BRIDGE), "fractal_tiny": stats(FRACTAL)},
-        "output_projector_states": False,
-        "pad_to_multiple_of": 64,
-        "pad_token_id": BASE_VOCAB,
-        "text_config": {
-            "model_type": "llama",
-            "pad_token_id": BASE_VOCAB,
-            "torch_dtype": "bfloat16",
-            "vocab_size": PADDED_VOCAB,
-            **TEXT,
-        },
-        "timm_model_ids": ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"],
-        "timm_override_act_layers": [None, None],
-        "timm_model_args": [DINO, SIGLIP],  # the only key real checkpoints lack: it shrinks the ViTs
-        "torch_dtype": "bfloat16",
-        "transformers_version": "4.40.1",
-        "use_fused_vision_backbone": True,
-        "vision_backbone_id": "dinosiglip-vit-so-224px",
-    }
-    config.update(changes)
-    config = {k: v for k, v in config.items() if v is not None}
-    (directory / "config.json").write_text(json.dumps(config, indent=2))
-    return config
-
-
-def write_tokenizer(directory: Path) -> None:
-    """A word-level stand-in for Llama's SentencePiece: same specials, word boundary marker and <PAD>."""
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "\u2581": 3}
-    for w in WORDS:
-        vocab["\u2581" + w] = len(vocab)
-    while len(vocab) < BASE_VOCAB:
-        vocab[f"<x{len(vocab)}>"] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
-    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    tok.add_special_tokens(["<PAD>"])
-    tok.save(str(directory / "tokenizer.json"))
-    (directory / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "PreTrainedTokenizerFast",
-                "bos_token": "<s>",
-                "eos_token": "</s>",
-                "unk_token": "<unk>",
-                "pad_token": "<PAD>",
-                "model_max_length": 2048,
-            }
-        )
-    )
+IMAGE = TINY.image
+BASE_VOCAB = TINY.base_vocab  # tokenizer vocabulary; <PAD> is added as id 320, the LM pads to 384
+PADDED_VOCAB = TINY.padded_vocab
+FIRST_ACTION_ID = TINY.first_action_id
+TEXT = TINY.text
 
 
 @pytest.fixture(scope="module")

@@ -43,9 +43,9 @@ DEPENDENCIES = {
     "numpy": ("python3-numpy", "numpy"),
     "yaml": ("python3-yaml", "PyYAML"),
     "PIL": ("python3-pil", "pillow"),
-    "torch": (None, "torch"),  # not in rosdep: pip only (package.xml says so)
+    "torch": ("python3-torch", "torch"),  # pinned by requirements/robot.txt (test_robot_install)
     "rosgraph_msgs": ("rosgraph_msgs", None),  # /clock of the bag player; comes with ros-rclpy
-    "rosbags": (None, "rosbags"),  # recorder: pip only
+    "rosbags": ("python3-rosbags-pip", "rosbags"),  # recorder
     "foxglove": (None, "foxglove-sdk"),  # Foxglove bridge: pip only
 }
 
@@ -138,7 +138,8 @@ def test_cmake_installs_the_node_scripts_launch_and_config():
 
 def test_every_node_module_has_the_standard_main():
     spin = (ROOT / PACKAGE / "ros" / "spin.py").read_text()
-    assert "except (KeyboardInterrupt, ExternalShutdownException):" in spin
+    # The nodes own SIGINT/SIGTERM (a clean stop may still publish: test/test_output_faults.py).
+    assert "with stop_on_signals() as stop, rclpy.init(" in spin and "SignalHandlerOptions.NO" in spin
     for node in NODES:
         source = (ROOT / PACKAGE / "ros" / f"{node}.py").read_text()
         assert "def main(args: list[str] | None = None) -> None:" in source

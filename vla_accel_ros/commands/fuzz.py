@@ -1,18 +1,21 @@
 """`vla-accel fuzz`: malformed and extreme messages into every subscription callback of every node.
 
-The four nodes (the inference node twice: raw and compressed images; the controller twice: VlaAction and
-Twist output; the simulated arm twice, with a stand-in arm) run in this process, each in a namespace of
+The four nodes (the inference node twice: raw and compressed images; the controller four times: VlaAction,
+Twist and JointTrajectory output (its joint_states input too), and VlaAction with a workspace box (its
+ee_pose input); the simulated arm twice, with a stand-in arm) run in this process, each in a namespace of
 its own (vla_accel_ros.ros.fuzz_driver). The generator of vla_accel_ros.evaluation.fuzzing makes the
 messages; each is serialized and deserialized (what a subscription gets over DDS) and handed to the
 subscription's callback directly, in the executor's thread, as rclpy would. Recording spies sit on the
 publishers that lead to an arm: the inference node's actions (forwarded to the controller, as over DDS),
 the controllers' arm commands and the stand-in arm's steps.
 
-Order: good data first (each node acts once); then only bad data for 80 % of `--messages` (any action, arm
-command or arm step then comes from bad data, except watchdog holds); then, for the other 20 %, one bad
-camera frame or joint state among fresh good inputs, each followed by an inference step that must publish
-nothing; then good data again: each node must act on it (responsive). The result goes to
-docs/RELIABILITY.md and docs/results/reliability_fuzz.json.
+Order: good data first (each node acts once); then only bad data for 75 % of `--messages` (any action, arm
+command or arm step then comes from bad data, except watchdog holds); then, for 20 %, one bad camera frame
+or joint state among fresh good inputs, each followed by an inference step that must publish nothing; for
+5 %, one bad joint_states or ee_pose after a good one at the edge of its limit, then an action that the
+good input makes the controller refuse (vla_accel_ros.ros.fuzz_controller_inputs); then good data again:
+each node must act on it (responsive). The result goes to docs/RELIABILITY.md and
+docs/results/reliability_fuzz.json.
 
 DDS stays on this machine: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a random ROS_DOMAIN_ID are set.
 

@@ -182,7 +182,7 @@ class CommandGate:
                 else None
             )
             or (
-                self.input_problem("joint_states", joint_states_stamp_ns, now_ns)
+                self.joint_states_problem(joint_states_stamp_ns, now_ns)
                 if self.joint_states_required
                 else None
             )
@@ -209,6 +209,12 @@ class CommandGate:
         self.watchdog.kick(now_s)
         resumed, self.holding = self.holding, False
         return GateDecision(Outcome.ACCEPT, verdict.action, verdict.reason, verdict, resumed=resumed)
+
+    def joint_states_problem(self, stamp_ns: int | None, now_ns: int) -> str | None:
+        """input_problem of the joint_states, naming the commanded joint that is missing or too old."""
+        problem = self.input_problem("joint_states", stamp_ns, now_ns)
+        joint = self.joints.stalest() if problem else None
+        return f"{problem} (joint {joint!r})" if joint else problem
 
     def _refuse(self, reason: str, verdict: Verdict) -> GateDecision:
         """A refusal that holds the arm, once per run of refusals and after a first accepted action."""

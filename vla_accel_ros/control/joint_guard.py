@@ -8,7 +8,10 @@ one control period, and any publisher of those joint names feeds that position. 
   hold, two interleaved publishers hold the arm for as long as they both publish;
 - a target outside [lower, upper] of its joint is refused (hold), never clipped: the model asked for a
   move the arm must not make.
-Positions are those of joint_names (the arm joints, then optionally the gripper joint).
+Positions are those of joint_names (the arm joints, then optionally the gripper joint), kept per joint
+name from any number of joint_states messages (arm and gripper apart), each with the time it was
+received: the positions are as fresh as the stalest commanded joint, so a stopped arm publisher holds the
+arm even while the gripper's keeps publishing.
 """
 
 from __future__ import annotations
@@ -68,14 +71,14 @@ class JointStateMonitor:
         self.limits = limits
         self.fault_s = float(fault_s)
         self.positions: dict[str, float] = {}  # trusted positions (targets and holds start from these)
-        self.stamp_ns: int | None = None  # when trusted positions were last received
+        self._received: dict[str, int] = {}  # when each joint's trusted position was last received
         self._previous: dict[str, float] = {}  # the previous message's value of each joint, used or not
         self._jump_ns: int | None = None  # when the last jump was seen
         self._jump_text = ""
 
     def carry_over(self, other: JointStateMonitor) -> None:
         """Take another monitor's state (a rebuilt gate on a run-time parameter change)."""
-        self.positions, self.stamp_ns = dict(other.positions), other.stamp_ns
+        self.positions, self._received = dict(other.positions), dict(other._received)
         self._previous, self._jump_ns, self._jump_text = (
             dict(other._previous),
             other._jump_ns,
@@ -99,8 +102,26 @@ class JointStateMonitor:
         if self.fault_problem(now_ns) is not None:
             return f"joint_states not used while they settle after a jump ({self._jump_text})"
         self.positions.update(zip(names, (float(v) for v in positions), strict=True))
-        self.stamp_ns = now_ns
+        self._received.update(dict.fromkeys(names, now_ns))
         return None
+
+    @property
+    def stamp_ns(self) -> int | None:
+        """When the stalest commanded joint (limits.names) was last received; None while one never was.
+        Without limits: when the last trusted message was received."""
+        if not self._received:
+            return None
+        if self.limits is None:
+            return max(self._received.values())
+        if any(n not in self._received for n in self.limits.names):
+            return None
+        return min(self._received[n] for n in self.limits.names)
+
+    def stalest(self) -> str | None:
+        """The commanded joint that makes stamp_ns what it is (never received, else the oldest), or None."""
+        if self.limits is None or not self.limits.names:
+            return None
+        return min(self.limits.names, key=lambda n: self._received.get(n, -1))
 
     def fault_problem(self, now_ns: int) -> str | None:
         """Why actions are held now because of a recent jump, or None."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -18,15 +18,32 @@ def action_argmax(logits: torch.Tensor, first_action_id: int) -> torch.Tensor:
 
 
 class StageTimer:
-    """Wall-clock milliseconds per named stage of one control step."""
+    """Wall-clock milliseconds per named stage of one control step.
 
-    def __init__(self) -> None:
+    On a GPU, kernels run after the Python call that launches them returns, so a stage's time is only its
+    own once the device has finished: `sync` (for_device: torch.cuda.synchronize) runs before and after
+    each stage. On the CPU there is nothing to wait for, and nothing is called.
+    """
+
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
         self.ms: dict[str, float] = {}
+        self._sync = sync
+
+    @classmethod
+    def for_device(cls, device: torch.device | str) -> StageTimer:
+        device = torch.device(device)
+        if device.type == "cuda":
+            return cls(lambda: torch.cuda.synchronize(device))
+        return cls()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        if self._sync is not None:
+            self._sync()
         t0 = time.perf_counter()
         try:
             yield
         finally:
+            if self._sync is not None:
+                self._sync()
             self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - t0) * 1e3

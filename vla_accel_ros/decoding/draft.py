@@ -196,25 +196,27 @@ class EagleDraft(nn.Module):
     def _fold(self) -> dict[str, torch.Tensor]:
         layer, t, a = self.layer, self.target, self.layer.self_attn
         d, first = self.config.hidden_size, self.first_action_id
+        stop = first + self.config.n_bins  # an OpenVLA head has padding rows after the bins
+        action_embeds = t.llama.embed_tokens.weight[first:stop].detach().to(self.fuse.weight.dtype)
         w = self.fuse.weight
         half = a.head_dim // 2
-        rot = torch.zeros(a.head_dim, a.head_dim, dtype=w.dtype)
+        rot = torch.zeros(a.head_dim, a.head_dim, dtype=w.dtype, device=w.device)
         rot[half:, :half] = -torch.eye(half)
         rot[:half, half:] = torch.eye(half)
         cos, sin = self._rotary(w, 0, self.config.max_positions)
         folded = {
             "w_f": w[:, :d],
-            "table": t.llama.embed_tokens.weight[first:].detach() @ w[:, d:].T + self.fuse.bias,
+            "table": action_embeds @ w[:, d:].T + self.fuse.bias,
             "w_qkv": torch.cat([_weight(a.q_proj), _weight(a.k_proj), _weight(a.v_proj)]),
             "w_o": _weight(a.o_proj),
             "w_gu": torch.cat([_weight(layer.mlp.gate_proj), _weight(layer.mlp.up_proj)]),
             "w_down": _weight(layer.mlp.down_proj),
-            "w_bins": _weight(t.lm_head)[first:].detach(),
+            "w_bins": _weight(t.lm_head)[first:stop].detach().to(w.dtype),
             "rot": rot,
             "cos": cos[0],
             "sin": sin[0],
             "causal": torch.ones(
-                self.config.max_positions, self.config.max_positions, dtype=torch.bool
+                self.config.max_positions, self.config.max_positions, dtype=torch.bool, device=w.device
             ).tril(),
         }
         if self.prefix_proj is not None:
@@ -251,6 +253,7 @@ class EagleDraft(nn.Module):
         """f^ (B, m, D) from feats (B, m, D) and tokens (B, m), after the prefix's keys and values."""
         cfg, layer = self.config, self.layer
         (b, m, d), eps = feats.shape, cfg.rms_norm_eps
+        feats = feats.to(w["w_f"].dtype)  # a bf16 target's hidden states meet the fp32 draft
         hd = layer.self_attn.head_dim
         nq, nkv = cfg.num_heads, cfg.num_kv_heads
         start = 0 if prefix_kv is None else prefix_kv[0].shape[2]
@@ -284,16 +287,18 @@ class EagleDraft(nn.Module):
     ) -> torch.Tensor:
         """The same through transformers' LlamaDecoderLayer over [W_p prefix; action inputs] (or what the
         cache continues); f^ (B, m, D) at the m action positions."""
-        x = self.fuse(torch.cat([features, self.target.llama.embed_tokens(tokens)], dim=-1))
+        dtype = self.fuse.weight.dtype  # a bf16 target's states and embeddings meet the fp32 draft
+        x = self.fuse(torch.cat([features.to(dtype), self.target.llama.embed_tokens(tokens).to(dtype)], -1))
         m = x.shape[1]
         if self.prefix_proj is not None and prefix is not None:
             x = torch.cat([self.prefix_proj(prefix.to(x.dtype)), x], 1)
         start = cache.get_seq_length() if cache is not None else 0
         n = x.shape[1]
-        pos = torch.arange(start, start + n).unsqueeze(0)
+        pos = torch.arange(start, start + n, device=x.device).unsqueeze(0)
         mask = None
         if start and n > 1:  # sdpa's is_causal aligns top-left: give the offset mask explicitly
-            mask = torch.ones(n, start + n, dtype=torch.bool).tril(start).view(1, 1, n, start + n)
+            mask = torch.ones(n, start + n, dtype=torch.bool, device=x.device).tril(start)
+            mask = mask.view(1, 1, n, start + n)
         h = self.layer(
             x,
             attention_mask=mask,
@@ -306,9 +311,9 @@ class EagleDraft(nn.Module):
 
     def _rotary(self, x: torch.Tensor, offset: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training or torch.is_grad_enabled():
-            return self.rotary(x, torch.arange(offset, offset + m).unsqueeze(0))
+            return self.rotary(x, torch.arange(offset, offset + m, device=x.device).unsqueeze(0))
         if self._rope is None or self._rope[0].dtype != x.dtype:
-            cos, sin = self.rotary(x, torch.arange(self.config.max_positions).unsqueeze(0))
+            cos, sin = self.rotary(x, torch.arange(self.config.max_positions, device=x.device).unsqueeze(0))
             self._rope = (cos, sin)
         return self._rope[0][:, offset : offset + m], self._rope[1][:, offset : offset + m]
 
@@ -316,7 +321,9 @@ class EagleDraft(nn.Module):
         """Logits over the action bins (..., n_bins) through the rows of the target's LM head for them
         (at inference, the copy folded in once: the target's head may be quantized after that)."""
         if self.training or torch.is_grad_enabled():
-            return F.linear(hidden, _weight(self.target.lm_head)[self.first_action_id :])
+            first = self.first_action_id
+            rows = _weight(self.target.lm_head)[first : first + self.config.n_bins]
+            return F.linear(hidden, rows.to(hidden.dtype))
         return F.linear(hidden, self._weights()["w_bins"])
 
     def train(self, mode: bool = True) -> EagleDraft:
@@ -345,7 +352,7 @@ class EagleDraft(nn.Module):
         if not use_layer and self.prefix_proj is not None and ctx.prefix is not None:
             if self._prefix_src is not ctx.prefix:  # once per action: the prefill's states do not change
                 self._prefix_src, self._prefix_cache = ctx.prefix, self._prefix_kv(w, ctx.prefix)
-        feats, toks = ctx.features, ctx.tokens
+        feats, toks = ctx.features.to(self.fuse.weight.dtype), ctx.tokens
         out = []
         for _ in range(n):
             if use_layer:
@@ -441,4 +448,4 @@ def load_draft(directory: Path, target: VlaModel, use_cache: bool | None = None)
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
         raise DraftLoadError(f"{weights}: tensors do not match {config_path}")
     draft.load_state_dict({k: v.float() for k, v in state.items()})
-    return draft.eval()
+    return draft.to(next(target.parameters()).device).eval()  # beside the target (a CUDA one too)

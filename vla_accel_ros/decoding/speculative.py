@@ -98,6 +98,7 @@ def speculate(
     cache = prefill.cache
     tokens = [int(action_argmax(prefill.logits[0, -1], first))]
     feats = [prefill.hidden[:, -1:]]  # feats[i] predicted tokens[i]
+    dev = prefill.hidden.device  # token tensors go where the model runs (a CUDA one too)
     in_cache = 0  # action tokens in the target cache: all decided ones but the last
     passes = drafted = accepted = 0
     filled: list[int] = []
@@ -111,7 +112,7 @@ def speculate(
         if k:
             with timer.stage("draft"):
                 ctx = DraftContext(
-                    torch.tensor([tokens]),
+                    torch.tensor([tokens], device=dev),
                     torch.cat(feats, 1),
                     cache,
                     prefill.length + in_cache,
@@ -121,7 +122,7 @@ def speculate(
             drafted += k
         base = len(tokens)
         with timer.stage("verify"):
-            step = model.extend(cache, torch.tensor([[tokens[-1], *proposal]]))
+            step = model.extend(cache, torch.tensor([[tokens[-1], *proposal]], device=dev))
             choice = action_argmax(step.logits[0], first).tolist()  # target's ids for tokens base .. base+k
             n_acc = 0
             while n_acc < k and (
@@ -147,7 +148,7 @@ def speculate(
                     elif masked == "verify":
                         tokens.append(choice[d - base])
                     else:  # the target decides this dimension after the filled ones: one pass
-                        step = model.extend(cache, torch.tensor([tokens[in_cache:]]))
+                        step = model.extend(cache, torch.tensor([tokens[in_cache:]], device=dev))
                         passes += 1
                         in_cache = len(tokens)
                         tokens.append(int(action_argmax(step.logits[0, -1], first)))

@@ -21,8 +21,42 @@ HOLD_CONVENTION = "sim arm step on image_stamp 0, a command tied to no image (th
 HOLDS = ("watchdog hold", "safety hold")  # the controller's holds: after a timeout, after a refusal
 
 
-def is_hold(msg: Any) -> bool:
-    """A controller hold (zero motion): a TwistStamped of zeros, or a VlaAction flagged as a hold."""
+@dataclass(frozen=True)
+class JointReference:
+    """What a joint_trajectory command built on good data looks like: the controller's joint names and
+    position limits, the last good joint_states positions the fuzz fed, and the largest target step an
+    accepted action may add to them (max |joint delta| x its scale)."""
+
+    names: tuple[str, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    arm: frozenset[str]  # the joints an action moves relative to joint_states (the gripper is absolute)
+    good: dict[str, float]
+    max_step: float
+
+    def targets(self, msg: Any) -> list[float] | None:
+        """The positions of a one-point JointTrajectory over `names`, or None if it is not one."""
+        points = list(msg.points)
+        if list(msg.joint_names) != list(self.names) or len(points) != 1:
+            return None
+        positions = [float(v) for v in points[0].positions]
+        return positions if len(positions) == len(self.names) else None
+
+    def offsets(self, msg: Any) -> list[float] | None:
+        """|target - last good position| of each arm joint (None: not a trajectory over `names`)."""
+        targets = self.targets(msg)
+        if targets is None:
+            return None
+        return [abs(t - self.good[n]) for n, t in zip(self.names, targets, strict=True) if n in self.arm]
+
+
+def is_hold(msg: Any, joints: JointReference | None = None) -> bool:
+    """A controller hold (zero motion): a TwistStamped of zeros, a VlaAction flagged as a hold, or (with
+    the reference of a joint_trajectory output) a JointTrajectory whose arm joints stay where the last
+    good joint_states had them."""
+    if hasattr(msg, "points"):
+        offsets = joints.offsets(msg) if joints is not None else None
+        return offsets is not None and all(d <= 1e-9 for d in offsets)
     if hasattr(msg, "twist"):
         t = msg.twist
         return all(
@@ -31,8 +65,20 @@ def is_hold(msg: Any) -> bool:
     return msg.fallback_reason in HOLDS and all(v == 0.0 for v in list(msg.action)[:-1])
 
 
-def within_limits(msg: Any) -> bool:
-    """An arm command inside the default limits (0.1 m/s per axis for a twist, |a| <= 1 for an action)."""
+def within_limits(msg: Any, joints: JointReference | None = None) -> bool:
+    """An arm command inside the default limits (0.1 m/s per axis for a twist, |a| <= 1 for an action;
+    a JointTrajectory: finite targets inside the joint limits, each arm joint within one accepted step
+    of the last good joint_states)."""
+    if hasattr(msg, "points"):
+        targets = joints.targets(msg) if joints is not None else None
+        offsets = joints.offsets(msg) if joints is not None else None
+        if joints is None or targets is None or offsets is None:
+            return False
+        inside = all(
+            math.isfinite(t) and lo <= t <= hi
+            for t, lo, hi in zip(targets, joints.lower, joints.upper, strict=True)
+        )
+        return inside and all(d <= joints.max_step + 1e-9 for d in offsets)
     if hasattr(msg, "twist"):
         lin = msg.twist.linear
         return all(math.isfinite(v) and abs(v) <= 0.1 + 1e-6 for v in (lin.x, lin.y, lin.z))
@@ -61,6 +107,7 @@ class FuzzReport:
     per_label: Counter = field(default_factory=Counter)
     crashes: list[Crash] = field(default_factory=list)
     mixed_steps: int = 0  # steps run with one bad input among fresh good ones
+    mixed_controller_steps: int = 0  # a bad joint_states / ee_pose, then an action to refuse
     commands_from_bad_data: list[str] = field(default_factory=list)  # what reached an arm (or the policy)
     passed_by_design: Counter = field(default_factory=Counter)  # why -> commands that were right to pass
     worker_errors: int = 0  # exceptions inside an inference step (caught by the node, reported as ERROR)
@@ -98,11 +145,13 @@ class FuzzReport:
         by_error = Counter(f"{c.node} {c.topic}: {c.error.split(':')[0]} ({c.label})" for c in self.crashes)
         lines = [
             f"- messages: **{self.messages}** bad messages (seed {self.seed}) in {self.duration_s:.1f} s, "
-            f"into {len([k for k in self.per_topic if 'among good' not in k])} subscription callbacks of 7 "
-            f"nodes; {self.unsendable} more could not be "
+            f"into {len([k for k in self.per_topic if 'among good' not in k])} subscription callbacks of "
+            f"{len(self.responsive)} nodes; {self.unsendable} more could not be "
             "serialized (never reach a node) and were skipped",
-            f"- of them, {self.mixed_steps} were one bad camera frame or joint state among fresh good "
-            "inputs, each followed by an inference step",
+            f"- of them, {self.mixed_steps} were one bad camera frame or joint "
+            "state among fresh good inputs, each followed by an inference step; "
+            f"{self.mixed_controller_steps} one bad joint_states or ee_pose after a good one, each followed "
+            "by a good action the good input makes the controller refuse",
             f"- crashes (exceptions escaping a callback): **{len(self.crashes)}**",
             f"- commands to the arm (or actions from the policy) caused by bad data: "
             f"**{len(self.commands_from_bad_data)}**",

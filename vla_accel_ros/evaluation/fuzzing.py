@@ -26,6 +26,14 @@ INT32_MAX = 2**31 - 1
 UINT32_MAX = 2**32 - 1
 HUGE_STRING = 1 << 20  # 1 MiB
 ODD_STRINGS = ("", " ", "\t\n", "🤖" * 50, "Ω≈ç√∫", "a" * 4096, "../../etc/passwd", "%s%n{}", "null")
+# What the fuzzed controllers declare (vla_accel_ros.ros.fuzz_targets), so defects can be made just
+# outside it: the workspace box (m, in FRAME) of the ee_pose input, and |q| of the joint_trajectory joints.
+WORKSPACE_BOX = ((0.0, 0.0, 0.0), (0.5, 0.5, 0.5))
+FRAME = "base_link"
+JOINT_LIMIT = 2.0
+# Physical joint states only a joint guard can judge (the joint_trajectory controller's, which knows the
+# limits and the previous state): not `must_refuse` for the graph, but that controller must refuse them.
+JOINT_GUARD_DEFECTS = ("joint_state.jump", "joint_state.beyond_limits")
 
 
 @dataclass
@@ -55,6 +63,7 @@ class BadMessages:
         self.action_dim = action_dim
         self.joints = joints
         self._last_stamp: dict[str, int] = {}
+        self._last_joints: list[float] | None = None  # the previous joint state's positions (jumps)
         self._makers: dict[str, Callable[[type], Case]] = {
             "sensor_msgs/Image": self._image,
             "sensor_msgs/CompressedImage": self._compressed,
@@ -65,6 +74,7 @@ class BadMessages:
             "vla_accel_ros/VlaAction": self._vla_action,
             "vla_accel_ros/KinematicState": self._kinematic_state,
             "geometry_msgs/TwistStamped": self._twist,
+            "geometry_msgs/PoseStamped": self._pose,
         }
 
     def knows(self, cls: type) -> bool:
@@ -245,18 +255,33 @@ class BadMessages:
             msg.position = [rng.uniform(-1, 1) for _ in range(k)]
             msg.name = [f"joint_{i}" for i in range(k)] if rng.random() < 0.5 else []
 
+        def jump() -> None:  # a joint far from where the previous joint state had it (a second publisher)
+            pos = list(previous or msg.position)
+            pos[rng.randrange(n)] += rng.choice([1.0, -1.0]) * rng.uniform(0.5, 2.0)
+            msg.position = pos
+
+        def beyond_limits() -> None:  # finite and physical, but outside the joints' position limits
+            pos = list(msg.position)
+            for i in rng.sample(range(n), rng.randrange(1, 3)):
+                pos[i] = rng.choice([1.0, -1.0]) * JOINT_LIMIT * rng.uniform(1.01, 3.0)
+            msg.position = pos
+
+        previous, self._last_joints = self._last_joints, list(msg.position)
         mutations = {
             "non_finite": non_finite,
             "huge": huge,
             "names_mismatch": names_mismatch,
             "wrong_length": wrong_length,
+            "jump": jump,
+            "beyond_limits": beyond_limits,
         }
         name = self._mutate_or_bad_stamp(mutations, msg.header, "joints")
         if rng.random() < 0.3:  # fields no node reads: any length, any value
             msg.velocity = [self._bad_float() for _ in range(rng.randrange(0, 20))]
             msg.effort = [self._huge_float() for _ in range(rng.randrange(0, 20))]
         self._noise_frame(msg.header)
-        return Case(f"joint_state.{name}", msg, True)
+        label = f"joint_state.{name}"
+        return Case(label, msg, label not in JOINT_GUARD_DEFECTS)
 
     # -- strings ---------------------------------------------------------------------------------------
     def _string(self, cls: type) -> Case:
@@ -394,6 +419,44 @@ class BadMessages:
         setattr(lin, axis, self._bad_float() if name == "non_finite" else self._huge_float())
         self._noise_frame(msg.header)
         return Case(f"twist.{name}", msg, name == "non_finite")
+
+    # -- end-effector pose (the workspace box's ee_pose) ----------------------------------------------------
+    def _pose(self, cls: type) -> Case:
+        """A pose inside WORKSPACE_BOX in FRAME with one defect: none but outside_box may be used as where
+        the end effector is (not even a non-unit quaternion: the pose is corrupt, as tf2 says of it)."""
+        msg = cls()
+        lo, hi = WORKSPACE_BOX
+        p, q = msg.pose.position, msg.pose.orientation
+        p.x, p.y, p.z = ((a + b) / 2 for a, b in zip(lo, hi, strict=True))
+        q.x, q.y, q.z, q.w = 0.0, 0.0, 0.0, 1.0
+        msg.header.frame_id = FRAME
+        self._stamp(msg.header, "pose")
+        rng = self.rng
+        axis = rng.randrange(3)
+
+        def outside_box() -> None:
+            edge = (
+                hi[axis] + rng.uniform(0.01, 1.0) if rng.random() < 0.5 else lo[axis] - rng.uniform(0.01, 1.0)
+            )
+            setattr(p, "xyz"[axis], edge)
+
+        def non_unit_quaternion() -> None:
+            bad = [(0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 2.0), (1.0, 1.0, 1.0, 1.0), (0.0, 0.0, 0.0, 1e6)]
+            q.x, q.y, q.z, q.w = rng.choice(bad)
+
+        mutations = {
+            "non_finite": lambda: setattr(p, "xyz"[axis], self._bad_float()),
+            "huge": lambda: setattr(p, "xyz"[axis], self._huge_float()),
+            "outside_box": outside_box,
+            "non_unit_quaternion": non_unit_quaternion,
+            "non_finite_quaternion": lambda: setattr(q, "xyzw"[rng.randrange(4)], self._bad_float()),
+            "wrong_frame": lambda: setattr(
+                msg.header, "frame_id", rng.choice(["tool0", "world", "map", f"{FRAME} ", FRAME.upper()])
+            ),
+        }
+        name = self._mutate_or_bad_stamp(mutations, msg.header, "pose")
+        # Outside the box is a reading the box must handle (it lets the arm move back in), not corrupt.
+        return Case(f"ee_pose.{name}", msg, name != "outside_box")
 
 
 # --- tiny PNGs (no Pillow needed to make them) -------------------------------------------------------

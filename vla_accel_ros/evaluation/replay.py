@@ -268,7 +268,7 @@ def _check_step(policy: Any, step: BagStep, tm: TopicMap) -> None:
             "(map them with --camera-topic / --wrist-topic)"
         )
     n = int(np.asarray(step.joint_positions).size)
-    if n != policy.config.state_dim:
+    if policy.config.state_dim and n != policy.config.state_dim:  # 0: the model reads no joints (OpenVLA)
         raise BagError(
             f"joint states on {tm.joint_states} have {n} positions ({step.joint_names}); the policy "
             f"expects {policy.config.state_dim} (select joints with --joint-names)"

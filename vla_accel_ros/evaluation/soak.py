@@ -150,6 +150,8 @@ class RunReport:
     )  # camera frame -> arm command, wall ms
     notes: list[str] = field(default_factory=list)
     warmup_share: float = 0.2
+    min_rate_share: float = 0.9  # the achieved control rate must reach this share of the configured one
+    max_rss_slope_mb_per_hour: float = 10.0  # "flat memory" for a soak, after warm-up, in every node
 
     # -- trends ------------------------------------------------------------------------------------------
     def memory(self) -> dict[str, dict[str, float]]:
@@ -178,6 +180,21 @@ class RunReport:
             "p50_slope_ms_per_hour": slope_per_hour([x["t_end_s"] for x in w], [x["p50"] for x in w]),
         }
 
+    def rate_met(self) -> bool:
+        """The benchmark's check of the control rate (why not a test: it depends on the machine)."""
+        configured = float(self.settings.get("control_hz", math.nan))
+        return self.control_hz >= self.min_rate_share * configured
+
+    def memory_flat(self) -> bool:
+        """Every node's RSS slope after warm-up stays under the bound (a soak only; a load run is short)."""
+        return self.kind != "soak" or all(
+            abs(m["slope_mb_per_hour"]) <= self.max_rss_slope_mb_per_hour for m in self.memory().values()
+        )
+
+    def passed(self) -> bool:
+        """What the command's exit code says: bounded queues, commands sent, the rate, flat memory."""
+        return self.bounded_queues() and self.commands > 0 and self.rate_met() and self.memory_flat()
+
     def bounded_queues(self, max_depth: int = 1000) -> bool:
         """Every endpoint keeps the last N (never KEEP_ALL); rclpy's own /parameter_events keeps 1000."""
         return bool(self.endpoints) and all(
@@ -190,6 +207,8 @@ class RunReport:
         data["memory"] = self.memory()
         data["latency_trend"] = self.latency_trend()
         data["bounded_queues"] = self.bounded_queues()
+        data["rate_met"] = self.rate_met()
+        data["memory_flat"] = self.memory_flat()
         return data
 
     # -- text --------------------------------------------------------------------------------------------
@@ -203,7 +222,9 @@ class RunReport:
                 f"{k} {v} ({self.achieved_hz.get(k, math.nan):.1f} Hz)" for k, v in self.published.items()
             ),
             f"- control rate: **{self.control_hz:.2f} Hz** of arm commands "
-            f"(configured {self.settings.get('control_hz')} Hz); {self.holds} watchdog holds",
+            f"(configured {self.settings.get('control_hz')} Hz; "
+            f"required >= {100 * self.min_rate_share:.0f} %: "
+            f"**{'met' if self.rate_met() else 'missed'}**); {self.holds} watchdog holds",
             f"- queues bounded (every publisher and subscription of the three nodes KEEP_LAST): "
             f"**{self.bounded_queues()}**",
         ]
@@ -235,6 +256,13 @@ class RunReport:
             lines.append(
                 f"| {node} | {m['start_mb']:.1f} | {m['after_warmup_mb']:.1f} | {m['end_mb']:.1f} | "
                 f"{m['max_mb']:.1f} |" + (f" {m['slope_mb_per_hour']:+.2f} |" if soak else "")
+            )
+        if soak:
+            lines.append("")
+            lines.append(
+                f"Memory flat (every node's RSS slope after warm-up within "
+                f"+-{self.max_rss_slope_mb_per_hour:g} MB per {unit} hour): "
+                f"**{'yes' if self.memory_flat() else 'no'}**."
             )
         if not soak:
             every = percentiles([w["p50"] for w in self.latency_windows if w.get("n", 0)])

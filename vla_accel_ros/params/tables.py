@@ -32,6 +32,13 @@ BUILTIN_CHECKPOINT = "builtin"
 # uses: 32 keeps 97 % token agreement with fp32 on the realistic model, 64 only 42 % (docs/PRECISION.md).
 QUANT_GROUP_SIZE = 32
 
+STATE_JOINT_NAMES_DOC = (
+    "The model's joint-state (proprio) vector by joint name, in the model's order: the latest position of "
+    "each, from any number of joint_states messages (arm and gripper published apart). A joint never "
+    "received, or older than the age limit, means no action, with a diagnostic naming it. [] = each "
+    "joint_states message taken as it is, whole."
+)
+
 
 @dataclass(frozen=True)
 class InferenceParams(NodeParams):
@@ -51,8 +58,25 @@ class InferenceParams(NodeParams):
     )
     device: str = param(
         "auto",
-        "Torch device for the policy ('auto': the policy's own choice).",
+        "Torch device for the policy: 'auto' is CUDA when available for an OpenVLA checkpoint and the CPU "
+        "for the package's own models; 'cuda' without CUDA, or a precision ladder whose int4 kernel "
+        "cannot take the model's layers there, stops the load with an error naming it.",
         choices=("auto", "cpu", "cuda"),
+        read_only=True,
+    )
+    unnorm_key: str = param(
+        "",
+        "OpenVLA checkpoints: the dataset whose action statistics un-normalize the actions (e.g. "
+        "bridge_orig). '' = the checkpoint's only dataset; a key the checkpoint lacks (or any key for "
+        "another checkpoint format) stops the load, and the error lists the keys it has.",
+        read_only=True,
+    )
+    dtype: str = param(
+        "auto",
+        "OpenVLA checkpoints: the dtype the model is loaded in ('auto' = bfloat16, as OpenVLA runs). The "
+        "package's own models run as stored (use full_format: bf16 for their bf16 cast), so any other "
+        "value for them stops the load.",
+        choices=("auto", "bfloat16", "float16", "float32"),
         read_only=True,
     )
     norm_stats_file: str = param(
@@ -124,6 +148,7 @@ class InferenceParams(NodeParams):
     max_state_age_s: float = param(
         0.5, "Joint states and Kalman predictions older than this are not used.", range=(0.001, 3600.0)
     )
+    state_joint_names: tuple[str, ...] = param((), STATE_JOINT_NAMES_DOC, read_only=True, optional=True)
     max_instruction_chars: int = param(
         1000,
         "Longest instruction taken (characters); a longer one is refused, the node stops acting until a "
@@ -169,6 +194,7 @@ class InferenceParams(NodeParams):
             raise ParameterError(f"{self.NODE}.camera_names: names repeat: {list(self.camera_names)}")
         if not self.default_precision.strip():
             raise ParameterError(f"{self.NODE}.default_precision: must not be empty")
+        check_state_joint_names(self.NODE, self.state_joint_names)
 
 
 @dataclass(frozen=True)
@@ -206,9 +232,18 @@ class KinematicsParams(NodeParams):
     joint_max_gap_s: float = param(
         0.5, "A joint-state gap longer than this restarts the finite differences.", range=(1e-3, 3600.0)
     )
+    state_joint_names: tuple[str, ...] = param(
+        (),
+        "Joints whose derivatives are published, by name, in this order (as inference_node."
+        "state_joint_names; a joint more than joint_max_gap_s older than the newest: no derivatives, a "
+        "diagnostic naming it). [] = each joint_states message as it is, the first one's joints.",
+        read_only=True,
+        optional=True,
+    )
 
     def check(self) -> None:
         self.proxy_calibration()
+        check_state_joint_names(self.NODE, self.state_joint_names)
 
     def compensator(self, action_dim: int) -> KalmanCompensator:
         """KERV Kalman filter with its fill cool-down; the action dimension comes from the first action."""
@@ -283,6 +318,14 @@ class ControllerParams(NodeParams):
         choices=OUTPUT_TYPES,
         read_only=True,
     )
+    gripper_command_topic: str = param(
+        "gripper/commands",
+        "twist: topic of the gripper command (std_msgs/Float64MultiArray, one value: the gripper joint "
+        "position from gripper_open/closed_position), what a ros2_control forward_command_controller "
+        "takes on <controller>/commands; sent with each twist, after the same gate (dry_run, limits, "
+        "rate limit, max_gripper_change); a hold sends none. '' = no gripper command.",
+        read_only=True,
+    )
     control_rate_hz: float = param(
         10.0,
         "Rate of the model's actions: converts per-step units (m, rad) to velocities for twist, and is "
@@ -337,10 +380,14 @@ class ControllerParams(NodeParams):
         optional=True,
     )
     gripper_open_position: float = param(
-        0.04, "joint_trajectory: gripper joint position when fully open (m or rad).", range=(-1e3, 1e3)
+        0.04,
+        "joint_trajectory and twist's gripper command: gripper joint position when fully open (m or rad).",
+        range=(-1e3, 1e3),
     )
     gripper_closed_position: float = param(
-        0.0, "joint_trajectory: gripper joint position when fully closed (m or rad).", range=(-1e3, 1e3)
+        0.0,
+        "joint_trajectory and twist's gripper command: gripper joint position when fully closed (m or rad).",
+        range=(-1e3, 1e3),
     )
     # Safety (vla_accel_ros.control.SafetyGuard); limits in action units. A run-time change of any of
     # them (SAFETY_PARAMS) holds the arm first.
@@ -642,6 +689,12 @@ class SimArmParams(NodeParams):
             parse_task_list(self.task)
         except ValueError as err:
             raise ParameterError(f"{self.NODE}.task: {err}") from err
+
+
+def check_state_joint_names(node: str, names: tuple[str, ...]) -> None:
+    """state_joint_names must name each joint once (a repeated name would feed one value twice)."""
+    if len(set(names)) != len(names) or any(not n.strip() for n in names):
+        raise ParameterError(f"{node}.state_joint_names: names must be non-empty and distinct: {list(names)}")
 
 
 NODE_PARAMS: dict[str, type[NodeParams]] = {

@@ -33,6 +33,8 @@ class PolicySpec:
     checkpoint: str = BUILTIN_CHECKPOINT
     device: str = "auto"
     allow_pickle: bool = False
+    unnorm_key: str = ""  # OpenVLA: the dataset's statistics ('' = its only one)
+    dtype: str = "auto"  # OpenVLA: the load dtype ('auto' = bfloat16)
     norm_stats_file: str = ""
     precision_ladder: str = "none"
     quant_group_size: int = QUANT_GROUP_SIZE
@@ -70,22 +72,54 @@ class PolicySpec:
         return ", ".join(parts)
 
 
-def _device_options(device: str) -> dict[str, Any]:
-    return {} if device == "auto" else {"device": device}
+def _cuda_device(device: str) -> Any:
+    """torch.device(device), refused with a reason when it names CUDA and there is none."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PolicyBuildError(f"device '{device}': CUDA is not available on this machine")
+    return dev
+
+
+def _load(spec: PolicySpec, path: Path | None) -> Any:
+    """The checkpoint's policy on spec.device, with the options its format takes; others are refused."""
+    from vla_accel_ros.policy.formats import is_openvla_checkpoint
+    from vla_accel_ros.policy.loading import policy_from_checkpoint
+
+    if is_openvla_checkpoint(path):
+        options: dict[str, Any] = {"unnorm_key": spec.unnorm_key or None}
+        if spec.dtype != "auto":
+            options["dtype"] = spec.dtype
+        if spec.device != "auto":
+            options["device"] = _cuda_device(spec.device)
+        return policy_from_checkpoint(path, allow_pickle=spec.allow_pickle, **options)
+    if spec.unnorm_key:
+        raise PolicyBuildError(
+            f"unnorm_key {spec.unnorm_key!r} applies to OpenVLA checkpoints only; {spec.checkpoint} has its "
+            "own statistics (norm_stats_file replaces them)"
+        )
+    if spec.dtype not in ("auto", "float32"):
+        raise PolicyBuildError(
+            f"dtype {spec.dtype!r} applies to OpenVLA checkpoints only; {spec.checkpoint} runs as stored "
+            "(fp32): use full_format 'bf16' for its bf16 cast"
+        )
+    policy = policy_from_checkpoint(path, allow_pickle=spec.allow_pickle)
+    device = _cuda_device("cpu" if spec.device == "auto" else spec.device)
+    if device.type != "cpu":
+        policy.model.to(device)  # before the ladder and the draft: both are built beside the model
+        if policy.draft is not None:
+            policy.draft.to(device)
+    return policy
 
 
 def build_policy(spec: PolicySpec) -> Any:
-    """The policy `spec` describes: loaded, with the robot's statistics, its draft, the bf16 cast or
-    the precision ladder (quantized once, here, at the spec's group size). PolicyBuildError says why not."""
-    from vla_accel_ros.policy.loading import policy_from_checkpoint
-
+    """The policy `spec` describes: loaded on its device, with the robot's statistics, its draft, the bf16
+    cast or the precision ladder (quantized once, here, at the spec's group size, on the device's int4
+    kernel). PolicyBuildError says why not; a CheckpointError (a ValueError) names a checkpoint problem
+    such as an unknown unnorm_key."""
     path = None if is_builtin(spec.checkpoint) else Path(spec.checkpoint)
-    try:
-        policy = policy_from_checkpoint(path, allow_pickle=spec.allow_pickle, **_device_options(spec.device))
-    except TypeError as err:
-        raise PolicyBuildError(
-            f"the policy runtime cannot choose a device ({err}); use device 'auto'"
-        ) from err
+    policy = _load(spec, path)
     if spec.full_format == "bf16":  # first: the cast builds a new Policy over the model
         from vla_accel_ros.policy.bf16 import cast_bf16
 

@@ -170,6 +170,28 @@ class OpenVlaConfig:
     def hidden_size(self) -> int:
         return int(self.text_config["hidden_size"])
 
+    # The decoder's shape under VlaConfig's names, so a draft head (DraftConfig.for_target) and the
+    # precision ladder size themselves from either model alike.
+    @property
+    def num_layers(self) -> int:
+        return int(self.text_config["num_hidden_layers"])
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.text_config["num_attention_heads"])
+
+    @property
+    def num_kv_heads(self) -> int:
+        return int(self.text_config.get("num_key_value_heads") or self.num_heads)
+
+    @property
+    def intermediate_size(self) -> int:
+        return int(self.text_config["intermediate_size"])
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.text_config["max_position_embeddings"])
+
     def vit_specs(self) -> list[VitSpec]:
         overrides = self.vit_overrides or [{}] * len(self.timm_model_ids)
         return [vit_spec(t, self.image_size, o) for t, o in zip(self.timm_model_ids, overrides, strict=True)]
@@ -331,17 +353,36 @@ class OpenVlaModel(nn.Module):
 
     rollback = staticmethod(VlaModel.rollback)
 
+    # VlaModel's names for the decoder and the head, which the precision ladder (quant/ladder.py), the
+    # draft head (decoding/draft.py) and the benchmarks read: here they live inside LlamaForCausalLM,
+    # under the names the checkpoint's tensors have.
+    @property
+    def llama(self) -> nn.Module:
+        return self.language_model.model
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.language_model.lm_head
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "lm_head":  # the ladder swaps the head (quant/vocab.py): it belongs to the Llama
+            self.language_model.lm_head = value
+        else:
+            super().__setattr__(name, value)
+
     @property
     def action_first_id(self) -> int:
         return self.config.vocab_size - self.config.n_bins
 
     @property
     def device(self) -> torch.device:
-        return self.language_model.lm_head.weight.device
+        """Where the model runs, read from the projector (never quantized, unlike the head)."""
+        return self.projector.fc2.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.language_model.lm_head.weight.dtype
+        """The checkpoint's compute dtype (the projector's; int4 layers cast to it on the way out)."""
+        return self.projector.fc2.weight.dtype
 
     def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) RGB in [0, 1] -> (B, num_patches, hidden) projected patch embeddings."""
@@ -362,7 +403,7 @@ class OpenVlaModel(nn.Module):
         if camera not in images:
             raise ValueError(f"missing image for camera '{camera}' (got {sorted(images)})")
         patches = self.image_tokens(images[camera])
-        text = self.language_model.model.embed_tokens(prompt_ids.to(self.device))
+        text = self.llama.embed_tokens(prompt_ids.to(self.device))
         if text.shape[0] != patches.shape[0]:
             raise ValueError(f"{patches.shape[0]} image(s) for {text.shape[0]} prompt(s)")
         return torch.cat([text[:, :1], patches, text[:, 1:]], dim=1)
@@ -375,10 +416,16 @@ class OpenVlaModel(nn.Module):
         hidden = lm.model(
             inputs_embeds=embeds, position_ids=positions, use_cache=True, **{CACHE_KW: cache}
         ).last_hidden_state
-        # Logits end at the unpadded vocabulary: the padding rows are never a valid output.
-        scored = hidden[:, -1:] if last_only else hidden
-        logits = F.linear(scored, self.language_model.lm_head.weight[: self.config.vocab_size])
-        return Step(logits, hidden, cache, start + n)
+        return Step(self.score(hidden[:, -1:] if last_only else hidden), hidden, cache, start + n)
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the unpadded vocabulary (the padding rows are never a valid output). With the
+        ladder's head (quant/vocab.ActionHead) only the action bins are scored, the rest get the
+        dtype's lowest value: every decoder reads only the bins (`decoding.common.action_argmax`)."""
+        head = self.language_model.lm_head
+        if isinstance(head, nn.Linear):
+            return F.linear(hidden, head.weight[: self.config.vocab_size])
+        return head(hidden)[..., : self.config.vocab_size]
 
     def prefill(
         self, images: dict[str, torch.Tensor], state: torch.Tensor | None, prompt_ids: torch.Tensor
@@ -389,7 +436,7 @@ class OpenVlaModel(nn.Module):
 
     def extend(self, cache: DynamicCache, token_ids: torch.Tensor) -> Step:
         """Run k tokens (B, k) after what the cache holds, in one forward pass."""
-        return self._run(self.language_model.model.embed_tokens(token_ids.to(self.device)), cache)
+        return self._run(self.llama.embed_tokens(token_ids.to(self.device)), cache)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -611,7 +658,6 @@ class OpenVlaPolicy(Policy):
         self.center_crop_scale = center_crop_scale
         self._empty_id = tokenizer.get_vocab().get(EMPTY_TOKEN)
         self._init_shared()
-        self.draft_error = "no draft model for OpenVLA checkpoints"  # speculative decoding falls back
 
     def prompt_ids(self, instruction: str) -> torch.Tensor:
         """OpenVLA's prompt with <bos>; the bare word-boundary token is appended as in predict_action."""
@@ -666,4 +712,6 @@ def load_policy(
     """The policy of an OpenVLA directory (device 'auto': CUDA when available); loading.policy_from_checkpoint
     calls it for any directory whose config.json says model_type 'openvla'."""
     model = load_openvla(path, unnorm_key, dtype, device, allow_pickle, camera, attn_implementation)
-    return OpenVlaPolicy(model, load_tokenizer(path), center_crop_scale)
+    policy = OpenVlaPolicy(model, load_tokenizer(path), center_crop_scale)
+    policy.load_draft(path)  # <path>/draft/ (`vla-accel train-draft --checkpoint path` writes it)
+    return policy

@@ -202,6 +202,11 @@ class Policy:
         return t
 
     @property
+    def device(self) -> torch.device:
+        """Where the model runs (its first parameter's device: the vision side, never quantized)."""
+        return next(self.model.parameters()).device
+
+    @property
     def compute_dtype(self) -> torch.dtype:
         """Dtype the model's inputs are cast to (fp32, or bf16 after `model.to(torch.bfloat16)`).
 
@@ -212,8 +217,8 @@ class Policy:
         missing = [c for c in self.config.cameras if c not in inp.images]
         if missing:
             raise InputError(f"missing camera image(s): {missing}")
-        dtype = self.compute_dtype
-        images = {c: self._image_tensor(c, inp.images[c]).to(dtype) for c in self.config.cameras}
+        dtype, device = self.compute_dtype, self.device
+        images = {c: self._image_tensor(c, inp.images[c]).to(device, dtype) for c in self.config.cameras}
         joints = np.asarray(inp.joint_positions, dtype=np.float32).reshape(-1)
         if joints.shape[0] != self.config.state_dim:
             raise InputError(
@@ -223,14 +228,15 @@ class Policy:
             raise InputError("joint state contains NaN or inf")
         if not inp.instruction or not inp.instruction.strip():
             raise InputError("empty instruction")
-        state = ((torch.from_numpy(joints).unsqueeze(0) - self._state_mean) / self._state_std).to(dtype)
+        state = (torch.from_numpy(joints).unsqueeze(0) - self._state_mean) / self._state_std
+        state = state.to(device, dtype)
         prompt = self._prompt_cache.get(inp.instruction)
         if prompt is None:
             ids = self.prompts.encode(inp.instruction, self.config.prompt_length)
             prompt = torch.tensor([ids], dtype=torch.long)
             if len(self._prompt_cache) < 256:
                 self._prompt_cache[inp.instruction] = prompt
-        return images, state, prompt
+        return images, state, prompt.to(device)
 
     # -- one control step ----------------------------------------------------------------
     def _decode_ar(self, prefill, timer: StageTimer, **_: object) -> DecodeOutput:
@@ -270,7 +276,7 @@ class Policy:
         threshold: float = 0.0,
         kalman_action: np.ndarray | None = None,
     ) -> ActionResult:
-        timer = StageTimer()
+        timer = StageTimer.for_device(self.device)  # on CUDA: each stage waits for its kernels
         fallback = []
         if precision not in self.precisions:
             fallback.append(f"precision '{precision}' unavailable")

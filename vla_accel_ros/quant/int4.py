@@ -7,6 +7,12 @@ One weight matrix becomes 4-bit codes (two per byte, in the kernel's packed orde
 them; it is the only int4 kernel that is fast on this CPU (see docs/PRECISION.md).
 The packed order depends on the CPU's vector width (AVX2 and AVX-512 builds differ): quantize where the
 model runs, from full-precision weights; never ship packed buffers between machines.
+
+On CUDA the same codes and (scale, zero) pairs go to torch's CUDA tinygemm kernel
+(`aten._weight_int4pack_mm`, sm80 and newer), which wants the codes two per byte first ([N][K/2] uint8,
+high nibble first) and tiles them itself (`innerKTiles`); `pack` and `int4_matmul` pick the kernel from
+the tensors' device, so the ladder's layers serve either device unchanged. This path exists and has its
+tests (skipped without a GPU), but no GPU has run it in this package yet.
 """
 
 from __future__ import annotations
@@ -67,15 +73,39 @@ def quantize_groups(weight: torch.Tensor, group: int) -> Int4Weight:
     return Int4Weight(codes.reshape(n, k).to(torch.uint8), scales, zeros, group)
 
 
+CUDA_INNER_K_TILES = (8, 4, 2)  # what the CUDA kernel accepts, the widest tiling that fits first
+
+
+def cuda_inner_k_tiles(out_features: int, in_features: int) -> int:
+    """The CUDA kernel's K tiling for a weight of this shape; ValueError if it cannot take the shape."""
+    if out_features % 8:
+        raise ValueError(f"out_features {out_features} is not a multiple of 8 (CUDA int4 kernel layout)")
+    for tiles in CUDA_INNER_K_TILES:
+        if in_features % (tiles * 16) == 0:
+            return tiles
+    raise ValueError(f"in_features {in_features} is not a multiple of 32 (CUDA int4 kernel layout)")
+
+
 def pack(q: Int4Weight) -> tuple[torch.Tensor, torch.Tensor]:
-    """(packed codes (N, K/2) uint8, scales_and_zeros (K/group, N, 2) bf16) as the kernel wants them."""
+    """(packed codes, scales_and_zeros (K/group, N, 2) bf16) as the kernel of the codes' device wants them:
+    on the CPU (N, K/2) uint8, on CUDA the kernel's own int32 tiles."""
+    scales_and_zeros = (
+        torch.stack([q.scales, q.zeros], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
+    )
+    if q.codes.device.type == "cuda":
+        n, k = q.codes.shape
+        codes = q.codes.to(torch.uint8)
+        pairs = ((codes[:, 0::2] << 4) | codes[:, 1::2]).contiguous()
+        packed = torch.ops.aten._convert_weight_to_int4pack(pairs, cuda_inner_k_tiles(n, k))
+        return packed, scales_and_zeros
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.codes.to(torch.int32).contiguous(), 1)
-    scales_and_zeros = torch.stack([q.scales, q.zeros], dim=-1).transpose(0, 1)
-    return packed, scales_and_zeros.contiguous().to(torch.bfloat16)
+    return packed, scales_and_zeros
 
 
 def int4_matmul(
     x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tensor, group: int
 ) -> torch.Tensor:
-    """x (M, K) bf16 @ W^T -> (M, N) bf16; fp32 accumulation inside the kernel."""
+    """x (M, K) bf16 @ W^T -> (M, N) bf16; fp32 accumulation inside the kernel (CPU or CUDA, by device)."""
+    if x.device.type == "cuda":
+        return torch.ops.aten._weight_int4pack_mm(x, packed, group, scales_and_zeros)
     return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group, scales_and_zeros)

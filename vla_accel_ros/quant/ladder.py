@@ -21,7 +21,7 @@ from torch import nn
 
 from vla_accel_ros.params.tables import QUANT_GROUP_SIZE
 from vla_accel_ros.quant.activation import fake_quantize, quantize_per_token
-from vla_accel_ros.quant.int4 import check_shape, int4_matmul, pack, quantize_int4
+from vla_accel_ros.quant.int4 import check_shape, cuda_inner_k_tiles, int4_matmul, pack, quantize_int4
 from vla_accel_ros.quant.memory import storage_bytes
 from vla_accel_ros.quant.modes import DEFAULT_MODES, Mode
 from vla_accel_ros.quant.vocab import ActionHead, Int4Embedding, action_rows
@@ -157,7 +157,10 @@ def quantize_model(
     """Replace the decoder linears of `model` in place by one int4 copy serving `modes` (lowest
     first, top last; the model starts in the top mode). Every layer is checked before any is changed.
 
-    vocab: also the token embeddings and the lm_head (a VlaModel's), the head cut to the action bins.
+    vocab: also the token embeddings and the lm_head, the head cut to the action bins.
+    `model` is a VlaModel or an OpenVlaModel: both name their Llama decoder `llama` (the only part
+    searched for `targets`, so vision towers and projector stay at the checkpoint's precision) and
+    their head `lm_head`.
     A draft that reads the target's dense embedding or head must be built before this."""
     if hasattr(model, LADDER_ATTR):
         raise ValueError("model is already quantized")
@@ -169,6 +172,8 @@ def quantize_model(
     for name, _, _, linear in found:
         try:
             check_shape(linear.out_features, linear.in_features, group)
+            if linear.weight.device.type == "cuda":
+                cuda_inner_k_tiles(linear.out_features, linear.in_features)
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from err
     if vocab:
@@ -192,10 +197,10 @@ def _check_vocab(model: nn.Module, group: int) -> None:
     head = getattr(model, "lm_head", None)
     embed = getattr(getattr(model, "llama", None), "embed_tokens", None)
     if not isinstance(head, nn.Linear) or not isinstance(embed, nn.Embedding):
-        raise ValueError("vocab=True needs a VlaModel with a dense lm_head and nn.Embedding token table")
+        raise ValueError("vocab=True needs a model with a dense lm_head and an nn.Embedding token table")
     if embed.embedding_dim % group:
         raise ValueError(f"embedding width {embed.embedding_dim} is not a multiple of the group size {group}")
-    check_shape(head.out_features - model.action_first_id, head.in_features, group)
+    check_shape(model.config.n_bins, head.in_features, group)
 
 
 def _quantize_vocab(model: nn.Module, group: int, layers: dict[str, nn.Module]) -> int:
@@ -207,7 +212,8 @@ def _quantize_vocab(model: nn.Module, group: int, layers: dict[str, nn.Module]) 
     layers["embed_tokens"] = model.llama.embed_tokens = Int4Embedding(embed, group)
     # The head scores the bins directly, so low-bit activations there would move every logit: it keeps
     # bf16 activations in every mode (256 rows: its cost is negligible either way).
-    layers["lm_head.bins"] = Int4Linear(action_rows(head, first), group, _Selector(HEAD_MODE))
+    bins = action_rows(head, first, model.config.n_bins)  # an OpenVLA head's padding rows stay out
+    layers["lm_head.bins"] = Int4Linear(bins, group, _Selector(HEAD_MODE))
     model.lm_head = ActionHead(layers["lm_head.bins"], first, head.out_features)
     return bf16
 

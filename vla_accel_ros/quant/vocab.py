@@ -41,14 +41,15 @@ class Int4Embedding(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """The whole dequantized table (a fresh tensor: for code that folds it once, not per step)."""
-        return self.forward(torch.arange(self.num_embeddings))
+        return self.forward(torch.arange(self.num_embeddings, device=self.packed.device))
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, group={self.group}"
 
 
 class ActionHead(nn.Module):
-    """lm_head that scores only the action bins (ids first..vocab-1); text ids get the lowest logit.
+    """lm_head that scores only the action bins (ids first .. first + bins - 1); other ids (text, and an
+    OpenVLA head's padding rows after the bins) get the lowest logit.
 
     The output keeps the full vocabulary width so every decoder reads it unchanged.
     """
@@ -58,20 +59,23 @@ class ActionHead(nn.Module):
         self.bins, self.first, self.vocab_size = bins, first, vocab_size
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = hidden.new_full((*hidden.shape[:-1], self.vocab_size), torch.finfo(hidden.dtype).min)
-        logits[..., self.first :] = self.bins(hidden)
+        scores = self.bins(hidden)
+        logits = hidden.new_full((*hidden.shape[:-1], self.vocab_size), torch.finfo(scores.dtype).min)
+        logits[..., self.first : self.first + scores.shape[-1]] = scores
         return logits
 
 
-def action_rows(head: nn.Linear, first: int) -> nn.Linear:
-    """A dense nn.Linear holding a copy of the head's action-bin rows only."""
-    rows = nn.Linear(head.in_features, head.out_features - first, bias=False)
+def action_rows(head: nn.Linear, first: int, n_bins: int | None = None) -> nn.Linear:
+    """A dense nn.Linear holding a copy of the head's action-bin rows only (rows first .. first+n_bins-1;
+    n_bins None: to the end of the head)."""
+    stop = head.out_features if n_bins is None else first + n_bins
+    rows = nn.Linear(head.in_features, stop - first, bias=False)
     with torch.no_grad():
-        rows.weight.copy_(head.weight[first:])
+        rows.weight.copy_(head.weight[first:stop])
     return rows.to(head.weight.dtype)
 
 
 def restrict_head(model: nn.Module) -> None:
-    """Replace a VlaModel's lm_head by a dense ActionHead (the baseline the int4 one is timed against)."""
+    """Replace a model's lm_head by a dense ActionHead (the baseline the int4 one is timed against)."""
     head, first = model.lm_head, model.action_first_id
-    model.lm_head = ActionHead(action_rows(head, first), first, head.out_features)
+    model.lm_head = ActionHead(action_rows(head, first, model.config.n_bins), first, head.out_features)

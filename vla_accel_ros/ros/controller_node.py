@@ -4,7 +4,11 @@ From `vla/kinematics` it decides the next AccelConfig (DyQ precision with hyster
 and publishes it on `vla/accel_config`, stamped with the kinematic state's stamp. Each `vla/action_raw`
 goes through the SafetyGuard; an accepted action is published on `vla/action_safe` (always, for
 monitoring) and on `arm/command` unless dry_run, as the declared action space maps it (`output_type`:
-VlaAction, TwistStamped, or a one-point JointTrajectory from the latest `joint_states`).
+VlaAction, TwistStamped, or a one-point JointTrajectory from the latest `joint_states`). With `twist`,
+the gripper dim goes out beside it on `gripper_command_topic` (std_msgs/Float64MultiArray, the gripper
+joint position, for a ros2_control forward_command_controller): the same accepted action, so dry_run, the
+limits, the rate limit and max_gripper_change apply to it as to the twist; a hold sends no gripper
+command (the gripper stays where its controller last put it).
 
 A refused action is never sent. One the SafetyGuard refuses (a limit, NaN, a wrong length) also holds the
 arm (zero motion, gripper kept), once per run of refusals after the first accepted action, and
@@ -36,7 +40,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
@@ -75,6 +79,11 @@ class ControllerNode(Node):
         self._safe_pub = self.create_publisher(VlaAction, "vla/action_safe", vla_qos())
         self._marker_pub = self.create_publisher(MarkerArray, "vla/markers", vla_qos())
         self._arm_pub = self.create_publisher(COMMAND_TYPES[p.output_type], "arm/command", command_qos())
+        self._gripper_pub = (
+            self.create_publisher(Float64MultiArray, p.gripper_command_topic, command_qos())
+            if p.output_type == "twist" and p.gripper_command_topic and self._space.gripper_dim is not None
+            else None
+        )
         if p.output_type == "joint_trajectory":
             self.create_subscription(JointState, "joint_states", self._on_joint_states, joint_states_qos())
         if p.workspace_min:
@@ -185,12 +194,21 @@ class ControllerNode(Node):
                 WARN, "bad ee_pose", f"frame {msg.header.frame_id!r}, action_frame is {frame!r}"
             )
             return
+        now_ns = self.get_clock().now().nanoseconds
+        stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        # Freshness counts from receipt, so a pose stamped older than a watchdog period (a stale or
+        # replayed one) or as far in the future (a broken clock) is refused, not taken as current.
+        problem = self._gate.input_problem("ee_pose", stamp_ns, now_ns) or convert.stamp_problem(
+            stamp_ns, now_ns, None, self._gate.timeout_s
+        )
         try:
+            if problem:
+                raise convert.ConversionError(problem)
             self._ee = convert.pose_position(msg)
         except convert.ConversionError as err:
             self._health.report(WARN, "bad ee_pose", str(err))
             return
-        self._ee_ns = self.get_clock().now().nanoseconds
+        self._ee_ns = now_ns
 
     def _on_action(self, msg: VlaAction) -> None:
         p = self._params.values
@@ -257,16 +275,27 @@ class ControllerNode(Node):
             fallback=True,
             fallback_reason=why,
         )
-        self._command(hold, msg, now_ns, keep_gripper=not self._gate.gripper_known)
+        self._command(hold, msg, now_ns, keep_gripper=not self._gate.gripper_known, gripper=False)
 
-    def _command(self, action: np.ndarray, safe: VlaAction, now_ns: int, keep_gripper: bool = False) -> None:
+    def _command(
+        self,
+        action: np.ndarray,
+        safe: VlaAction,
+        now_ns: int,
+        keep_gripper: bool = False,
+        gripper: bool = True,
+    ) -> None:
+        """Send one command; `gripper`: also the twist output's gripper command (not for a hold)."""
         p = self._params.values
+        grip: Float64MultiArray | None = None
         try:
             if p.output_type == "twist":
                 out: Any = convert.twist_for_space(action, self._space, p.control_rate_hz, now_ns)
+                if gripper and self._gripper_pub is not None:
+                    grip = convert.gripper_command(action, self._space)
             elif p.output_type == "joint_trajectory":
                 joints = self._gate.joints  # the trusted joint_states (control.joint_guard)
-                problem = self._gate.input_problem("joint_states", joints.stamp_ns, now_ns)
+                problem = self._gate.joint_states_problem(joints.stamp_ns, now_ns)
                 if problem:
                     raise convert.ConversionError(problem)
                 out = convert.joint_trajectory(
@@ -278,6 +307,8 @@ class ControllerNode(Node):
             self._health.report(ERROR, "no arm command", str(err))
             return
         self._arm_pub.publish(out)
+        if grip is not None and self._gripper_pub is not None:
+            self._gripper_pub.publish(grip)
         self._counts["commands"] += 1
 
     def _on_watchdog_timer(self) -> None:
@@ -292,6 +323,19 @@ class ControllerNode(Node):
             return
         self._hold(now_ns, "watchdog hold", live=not p.dry_run)
         self._health.set_values(**self._counts)
+
+    def destroy_node(self) -> None:
+        """A clean stop (Ctrl-C, SIGTERM, `vla-accel up` ending) commands one last hold when the arm was
+        being commanded, so a twist driver without a command timeout does not keep the last velocity.
+        SIGKILL cannot do this: then the driver's own timeout stops the arm (docs/DEPLOYMENT.md)."""
+        if hasattr(self, "_counts") and not getattr(self, "_stopped", False):  # __init__ may have failed
+            self._stopped = True
+            if not self._params.values.dry_run and self._counts["commands"] > 0 and not self.holding:
+                try:
+                    self._hold(self.get_clock().now().nanoseconds, "controller stopping", live=True)
+                except Exception as err:  # noqa: BLE001 - the context may already be gone: nothing to do
+                    self.get_logger().warning(f"no final hold sent ({type(err).__name__}: {err})")
+        super().destroy_node()
 
     def _publish_markers(self, action: np.ndarray | None, msg: VlaAction, mode: str, now_ns: int) -> None:
         p = self._params.values

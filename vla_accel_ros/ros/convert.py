@@ -18,7 +18,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Header
+from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from vla_accel_ros.control.action_space import ActionSpace
@@ -29,6 +29,10 @@ IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 MAX_DECODED_PIXELS = 8192 * 8192
 # No joint of any arm is this far from zero (rad or m): such a value is a broken driver, not a pose.
 MAX_ABS_JOINT_POSITION = 1e4
+# No end effector is this far from its frame's origin (m; the workspace box's own range): a broken pose.
+MAX_ABS_EE_POSITION = 1e3
+# tf2's tolerance on |q|^2 - 1: a quaternion further from unit length is no rotation (tf2 refuses it too).
+QUATERNION_TOLERANCE = 0.01
 MAX_STAMP_NS = (2**31 - 1) * 1_000_000_000  # builtin_interfaces/Time.sec is an int32
 
 
@@ -285,6 +289,15 @@ def twist_for_space(action: np.ndarray, space: ActionSpace, rate_hz: float, stam
     return _twist(linear, angular, stamp_ns, space.frame)
 
 
+def gripper_command(action: np.ndarray, space: ActionSpace) -> Float64MultiArray:
+    """The gripper dim of an action -> its joint position (gripper_open/closed_position) as the one-value
+    Float64MultiArray a ros2_control forward_command_controller (position interface) takes."""
+    a = action_array(action)
+    if space.gripper_dim is None or a.size != space.dim:
+        raise ConversionError(f"action has {a.size} values, the action space {space.dim} (gripper needed)")
+    return Float64MultiArray(data=[space.gripper_position(float(a[space.gripper_dim]))])
+
+
 def _twist(linear: np.ndarray, angular: np.ndarray, stamp_ns: int, frame_id: str) -> TwistStamped:
     msg = TwistStamped(header=header(stamp_ns, frame_id))
     msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in linear)
@@ -314,11 +327,21 @@ def joint_trajectory(
 
 
 def pose_position(msg: PoseStamped) -> np.ndarray:
-    """End-effector position (x, y, z) of a PoseStamped; non-finite values are refused."""
-    p = msg.pose.position
+    """End-effector position (x, y, z) of a PoseStamped. Refused: a non-finite or non-physical position,
+    and a non-unit orientation (the pose is corrupt even where only its position is used)."""
+    p, q = msg.pose.position, msg.pose.orientation
     xyz = np.array([p.x, p.y, p.z], dtype=np.float64)
     if not np.isfinite(xyz).all():
         raise ConversionError(f"end-effector pose position is not finite: {xyz.tolist()}")
+    if (np.abs(xyz) > MAX_ABS_EE_POSITION).any():
+        raise ConversionError(
+            f"end-effector pose position {xyz.tolist()} is not physical (|x| > {MAX_ABS_EE_POSITION:g} m)"
+        )
+    norm2 = q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w
+    if not (math.isfinite(norm2) and abs(norm2 - 1.0) <= QUATERNION_TOLERANCE):
+        raise ConversionError(
+            f"end-effector pose orientation ({q.x:g}, {q.y:g}, {q.z:g}, {q.w:g}) is not a unit quaternion"
+        )
     return xyz
 
 

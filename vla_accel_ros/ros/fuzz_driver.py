@@ -8,10 +8,11 @@ thread, as rclpy would. Recording spies sit on the publishers that lead to an ar
 actions (forwarded to the controller, as over DDS), the controllers' arm commands and the stand-in
 arm's steps.
 
-Order: good data first (each node acts once); then only bad data for 80 % of the messages (any action,
-arm command or arm step then comes from bad data, except watchdog holds); then, for the other 20 %, one
-bad camera frame or joint state among fresh good inputs, each followed by an inference step that must
-publish nothing; then good data again: each node must act on it (responsive).
+Order: good data first (each node acts once); then only bad data for 75 % of the messages (any action,
+arm command or arm step then comes from bad data, except watchdog holds); then, for 20 %, one bad camera
+frame or joint state among fresh good inputs, each followed by an inference step that must publish
+nothing; for 5 %, the controllers' own inputs (joint_states, ee_pose) among good ones
+(vla_accel_ros.ros.fuzz_controller_inputs); then good data again: each node must act on it (responsive).
 
 DDS stays on this machine: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a random ROS_DOMAIN_ID are set.
 """
@@ -36,15 +37,18 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
 from vla_accel_ros.evaluation.fuzz_report import CLIPPED, HOLD_CONVENTION, FuzzReport, is_hold, within_limits
-from vla_accel_ros.evaluation.fuzzing import BadMessages, png
+from vla_accel_ros.evaluation.fuzzing import JOINT_GUARD_DEFECTS, BadMessages, png
 from vla_accel_ros.evaluation.reliability import resolve_model
 from vla_accel_ros.msg import KinematicState, VlaAction
 from vla_accel_ros.params import InferenceParams
 from vla_accel_ros.ros import convert
-from vla_accel_ros.ros.fuzz_targets import INSTRUCTION, Target, build_targets, callback_of
+from vla_accel_ros.ros.fuzz_controller_inputs import action, good_input, mixed_controller_inputs
+from vla_accel_ros.ros.fuzz_targets import INSTRUCTION, Target, build_targets, callback_of, joint_reference
 from vla_accel_ros.ros.inference_node import Skip
 
 MIXED_SHARE = 0.2  # of the messages: one bad input among good ones, then a step
+CONTROLLER_MIXED_SHARE = 0.05  # of the messages: a bad joint_states / ee_pose, then an action to refuse
+CONTROLLERS = ("controller", "controller_twist", "controller_joints", "controller_box")
 
 
 def camera_topic(p: InferenceParams, camera: str) -> str:
@@ -64,6 +68,11 @@ class Driver:
         self.by_name = {t.name: t for t in targets}
         self.in_window = False
         self.attributed: dict[str, int] = {}
+        self.joints = joint_reference()  # what the joint_trajectory controller may command
+
+    def reference(self, target: Target) -> Any:
+        """The joint reference of the joint_trajectory controller (None for the other targets)."""
+        return self.joints if target.name == "controller_joints" else None
 
     def now_ns(self) -> int:
         return self.targets[0].node.get_clock().now().nanoseconds
@@ -139,12 +148,8 @@ class Driver:
         return found()
 
     def good_action(self, stamp_ns: int) -> VlaAction:
-        msg = VlaAction(
-            header=convert.header(stamp_ns), image_stamp=convert.ns_to_stamp(stamp_ns - 1_000_000)
-        )
-        msg.action = [0.1, 0.0, -0.1, 0.5]
-        msg.precision, msg.decoding = "fp32", "ar"
-        return msg
+        """A good action every controller passes on its good inputs (inward: first dim negative)."""
+        return action(stamp_ns, -0.1)
 
     def warm_up(self) -> None:
         for name in ("inference_raw", "inference_compressed"):
@@ -158,6 +163,9 @@ class Driver:
             raise RuntimeError("the controller never commanded the arm on good data")
         twist = self.by_name["controller_twist"].node
         callback_of(twist, "vla/action_raw")(self.good_action(self.now_ns()))
+        for name in ("controller_joints", "controller_box"):
+            if not self._controller_moves(self.by_name[name]):
+                raise RuntimeError(f"{name} never commanded the arm on good data")
         kinematics = self.by_name["kinematics"]
         if (
             not self._kinematics_responsive(kinematics)
@@ -173,7 +181,7 @@ class Driver:
     def window(self, n: int, gen: Any) -> None:
         pairs = [(t, s) for t in self.targets for s in t.node.subscriptions if gen.knows(s.msg_type)]
         inference = ("inference_raw", "inference_compressed")
-        controllers = ("controller", "controller_twist")
+        controllers = CONTROLLERS
         actions_start = [len(self.by_name[k].spies["actions"].msgs) for k in inference]
         arm_start = [len(self.by_name[k].spies["arm"].msgs) for k in controllers]
         self.attributed = dict.fromkeys(controllers, 0)
@@ -199,12 +207,12 @@ class Driver:
         self._report_late_actions(inference, actions_start)
         for k, start in zip(controllers, arm_start, strict=True):
             window = self.by_name[k].spies["arm"].msgs[start:]
-            holds = sum(is_hold(m) for m in window)
+            holds = sum(is_hold(m, self.reference(self.by_name[k])) for m in window)
             self.report.holds_in_window += holds
             for _ in range(len(window) - holds - self.attributed[k]):
                 self.report.commands_from_bad_data.append(f"{k} commanded the arm outside a fuzzed callback")
         self.in_window = False
-        for name in ("controller", "controller_twist"):
+        for name in CONTROLLERS:
             for msg in self.by_name[name].spies["config"].msgs:
                 if not math.isfinite(msg.threshold):
                     self.report.non_finite_outputs.append(f"{name} AccelConfig threshold {msg.threshold}")
@@ -237,6 +245,8 @@ class Driver:
             else:
                 cls = CompressedImage if p.image_transport == "compressed" else Image
             case = gen.make(cls)
+            while case.label in JOINT_GUARD_DEFECTS:  # physical: the joint guard's (mixed_controller_inputs)
+                case = gen.make(cls)
             try:
                 msg = deserialize_message(serialize_message(case.msg), cls)
             except Exception:
@@ -293,11 +303,12 @@ class Driver:
                 else:
                     self.report.passed_by_design[CLIPPED] += 1
         elif "arm" in target.spies:
+            joints = self.reference(target)
             for msg in target.spies["arm"].msgs[before:]:
-                if is_hold(msg):
+                if is_hold(msg, joints):
                     continue  # a watchdog hold that fell due during the call: counted at the end
                 self.attributed[target.name] += 1
-                if case.must_refuse or not within_limits(msg):
+                if case.must_refuse or not within_limits(msg, joints):
                     self.report.commands_from_bad_data.append(f"{target.name} commanded on {case.label}")
                 else:
                     self.report.passed_by_design[CLIPPED] += 1
@@ -310,6 +321,8 @@ class Driver:
             ("inference_compressed", self._inference_responsive),
             ("controller", self._controller_responsive),
             ("controller_twist", self._controller_responsive),
+            ("controller_joints", self._controller_responsive),
+            ("controller_box", self._controller_responsive),
             ("kinematics", self._kinematics_responsive),
             ("sim_arm", self._sim_arm_responsive),
             ("sim_arm_twist", self._sim_arm_responsive),
@@ -331,20 +344,29 @@ class Driver:
         return flagged is not None
 
     def _controller_responsive(self, target: Target) -> bool:
-        arm, config = target.spies["arm"], target.spies["config"]
-        n_arm, n_config = len(arm.msgs), len(config.msgs)
+        config = target.spies["config"]
+        n_config = len(config.msgs)
         now = self.now_ns()
         callback_of(target.node, "vla/kinematics")(
             KinematicState(header=convert.header(now), sensitivity=0.2, fluctuation=0.3)
         )
-        on_action = callback_of(target.node, "vla/action_raw")
-        # Good actions until one passes (one right after a forwarded action may meet the rate limit).
-        moved = self.spin_until(
-            lambda: any(not is_hold(m) for m in arm.msgs[n_arm:]),
-            5.0,
-            lambda: on_action(self.good_action(self.now_ns())),
-        )
+        moved = self._controller_moves(target)
         return moved and len(config.msgs) > n_config and math.isfinite(config.msgs[-1].threshold)
+
+    def _controller_moves(self, target: Target) -> bool:
+        """Good inputs and good actions until the controller sends a command that is no hold (one right
+        after a forwarded action may meet the rate limit; joint states that jumped settle for a watchdog
+        period); whether it did within 5 s."""
+        arm = target.spies["arm"]
+        n_arm = len(arm.msgs)
+        on_action = callback_of(target.node, "vla/action_raw")
+
+        def feed() -> None:
+            good_input(target, self.now_ns())
+            on_action(self.good_action(self.now_ns()))
+
+        joints = self.reference(target)
+        return self.spin_until(lambda: any(not is_hold(m, joints) for m in arm.msgs[n_arm:]), 5.0, feed)
 
     def _kinematics_responsive(self, target: Target) -> bool:
         state = target.spies["state"]
@@ -412,8 +434,10 @@ def run_fuzz(
             log(f"[fuzz] {messages} bad messages")
             t0 = time.monotonic()
             mixed = int(messages * MIXED_SHARE)
-            driver.window(messages - mixed, gen)
+            mixed_controllers = int(messages * CONTROLLER_MIXED_SHARE)
+            driver.window(messages - mixed - mixed_controllers, gen)
             driver.mixed(mixed, gen)
+            mixed_controller_inputs(driver, mixed_controllers, gen, driver.joints)
             report.duration_s = time.monotonic() - t0
             log("[fuzz] good data again")
             driver.responsive()

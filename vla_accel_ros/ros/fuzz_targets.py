@@ -17,12 +17,45 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from vla_accel_ros.evaluation.fuzz_report import JointReference
+from vla_accel_ros.evaluation.fuzzing import FRAME, JOINT_LIMIT, WORKSPACE_BOX
 from vla_accel_ros.ros.controller_node import ControllerNode
 from vla_accel_ros.ros.inference_node import InferenceNode, load_policy
 from vla_accel_ros.ros.kinematics_node import KinematicsNode
 from vla_accel_ros.ros.sim_arm_node import SimArmNode
 
 INSTRUCTION = "reach the red goal"
+STATE_JOINTS = [f"joint_{i}" for i in range(9)]  # what the fuzz's joint states name (the stand-in arm's)
+
+# The joint_trajectory controller: three joint deltas and a gripper joint (4-D, as the policy's actions).
+JOINT_STEP = 0.05  # rad per action unit
+JOINT_SPACE = dict(
+    action_names=["dq0", "dq1", "dq2", "gripper"],
+    action_kinds=["joint", "joint", "joint", "gripper"],
+    action_units=["rad", "rad", "rad", "normalized"],
+    action_scales=[JOINT_STEP, JOINT_STEP, JOINT_STEP, 1.0],
+    joint_names=STATE_JOINTS[:4],
+    joint_position_min=[-JOINT_LIMIT] * 4,
+    joint_position_max=[JOINT_LIMIT] * 4,
+)
+# Good inputs of the joint and box controllers, each at the edge of its limit: a good action with a
+# positive first dim (`Driver.outward_action`) must be refused on them, one with a negative (inward) one
+# passes. So after a bad joint state or ee_pose, a command for an outward action came from the bad input.
+GOOD_JOINTS = [JOINT_LIMIT - 0.002] + [0.0] * 8
+GOOD_EE = (WORKSPACE_BOX[1][0] - 0.0005, 0.25, 0.25)
+
+
+def joint_reference() -> JointReference:
+    """What the joint_trajectory controller may command on GOOD_JOINTS."""
+    names = tuple(JOINT_SPACE["joint_names"])
+    return JointReference(
+        names=names,
+        lower=tuple(JOINT_SPACE["joint_position_min"]),
+        upper=tuple(JOINT_SPACE["joint_position_max"]),
+        arm=frozenset(names[:3]),
+        good=dict(zip(STATE_JOINTS, GOOD_JOINTS, strict=True)),
+        max_step=JOINT_STEP,  # |dq| <= 1 (the decoder's range)
+    )
 
 
 def callback_of(node: Node, topic: str) -> Callable[[Any], None]:
@@ -83,7 +116,7 @@ class StandInArm:
         img = np.zeros((16, 16, 3), dtype=np.uint8)
         return SimpleNamespace(
             images={"corner": img, "wrist": img},
-            joint_names=[f"joint_{i}" for i in range(9)],
+            joint_names=list(STATE_JOINTS),
             joint_positions=np.zeros(9),
             joint_velocities=np.zeros(9),
             success=False,
@@ -135,11 +168,17 @@ def build_targets(context: Any, model: str) -> tuple[list[Target], list[Any]]:
     target.spies["state"] = Spy(node, "vla/kinematics")
     target.spies["prediction"] = Spy(node, "vla/kalman_prediction")
     targets.append(target)
-    for name, output in (("controller", "vla_action"), ("controller_twist", "twist")):
+    box = dict(workspace_min=list(WORKSPACE_BOX[0]), workspace_max=list(WORKSPACE_BOX[1]), action_frame=FRAME)
+    for name, output, extra in (
+        ("controller", "vla_action", {}),
+        ("controller_twist", "twist", {}),
+        ("controller_joints", "joint_trajectory", JOINT_SPACE),
+        ("controller_box", "vla_action", box),
+    ):
         node = ControllerNode(
             context=context,
             namespace=f"/fuzz/{name}",
-            parameter_overrides=_params(output_type=output, **controller),
+            parameter_overrides=_params(output_type=output, **controller, **extra),
         )
         target = Target(name, node)
         target.spies["arm"] = Spy(node, "arm/command")

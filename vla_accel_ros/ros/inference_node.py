@@ -12,7 +12,10 @@ node stays up). Inference runs on one worker thread, one call in flight:
 
 A step publishes nothing, with a WARN on /diagnostics naming the reason, when the model is not ready or
 the instruction, an image or the joint state is missing, stale or invalid; an image or joint state whose
-stamp goes back, or lies ahead of the node's clock by more than its max age, is dropped. An unknown
+stamp goes back, or lies ahead of the node's clock by more than its max age, is dropped. With
+`state_joint_names` the joint state is built by name from any number of joint_states messages (arm and
+gripper apart; `control.joint_selection`): a joint never received or older than max_state_age_s means
+no action, with a WARN naming it; the oldest selected joint's stamp is the joint state's. An unknown
 precision or decoding in the AccelConfig falls back to the defaults, and any fallback (the runtime's
 included) is flagged in the VlaAction and reported as a WARN.
 
@@ -38,6 +41,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
 from vla_accel_ros.control.decoder_range import DecoderRange
+from vla_accel_ros.control.joint_selection import JointSelection, JointSelectionError
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, VlaAction
 from vla_accel_ros.params import DECODINGS, InferenceParams
 from vla_accel_ros.ros import convert
@@ -182,7 +186,8 @@ class InferenceNode(Node):
         self._health = Health(self)
         self._lock = threading.Lock()
         self._images: dict[str, Stamped] = {}
-        self._joints: Stamped | None = None
+        # The model's joint-state vector: by name from any number of messages with state_joint_names.
+        self._joints = JointSelection(p.state_joint_names, convert.MAX_ABS_JOINT_POSITION)
         self._instruction: str | None = None
         self._config: Stamped | None = None
         self._prediction: Stamped | None = None
@@ -305,21 +310,20 @@ class InferenceNode(Node):
         self._counts["received_joint_states"] += 1
         stamp_ns = convert.stamp_to_ns(msg.header.stamp)
         try:
-            _, positions = convert.joint_state_to_arrays(msg)
-            last = self._joints
-            problem = convert.stamp_problem(
-                stamp_ns,
-                self.get_clock().now().nanoseconds,
-                last.stamp_ns if last is not None else None,
-                self._params.values.max_state_age_s,
-            )
+            if self._joints.selecting:  # only the selected joints are checked (JointSelection)
+                names, positions = list(msg.name), np.asarray(msg.position, dtype=np.float64)
+            else:
+                names, positions = convert.joint_state_to_arrays(msg)
+            now_ns, max_age_s = self.get_clock().now().nanoseconds, self._params.values.max_state_age_s
+            with self._lock:  # backwards: against the stored stamps of this message's joints
+                last_ns = self._joints.last_stamp_ns(names)
+                problem = convert.stamp_problem(stamp_ns, now_ns, last_ns, max_age_s)
+                problem = problem or self._joints.observe(names, positions, stamp_ns)
             if problem is not None:
                 raise convert.ConversionError(problem)
         except convert.ConversionError as err:
             self._health.report(WARN, "bad joint state", str(err))
             return
-        with self._lock:
-            self._joints = Stamped(positions, stamp_ns)
         self._maybe_trigger()
 
     def _on_instruction(self, msg: String) -> None:
@@ -364,8 +368,9 @@ class InferenceNode(Node):
             ):
                 return  # not a complete set of new frames
             ref = min(f.stamp_ns for f in frames if f is not None)
+            joints_ns = self._joints.stamp_ns  # the oldest selected joint's
             synced = all(s is None or s.stamp_ns >= ref for s in (self._config, self._prediction)) and (
-                self._joints is not None and self._joints.stamp_ns >= ref
+                joints_ns is not None and joints_ns >= ref
             )
             if not synced and p.sync_timeout_s > 0:
                 if self._waiting_since is None:
@@ -418,7 +423,7 @@ class InferenceNode(Node):
         p = self._params.values
         with self._lock:
             policy, policy_input = self._policy, self._policy_input
-            images, joints, instruction = dict(self._images), self._joints, self._instruction
+            images, selection, instruction = dict(self._images), self._joints.copy(), self._instruction
             config, prediction = self._config, self._prediction
         if policy is None or policy_input is None:
             raise Skip(ERROR if self._load_error else WARN, "model not ready", self._load_error or "loading")
@@ -438,11 +443,10 @@ class InferenceNode(Node):
                     f"camera '{cam}' frame is {age_s:.3f} s old (max {p.max_image_age_s})",
                 )
             frames[cam] = frame
-        if joints is None:
-            raise Skip(WARN, "no joint state", "nothing received on 'joint_states' yet")
-        joint_age_s = (now_ns - joints.stamp_ns) * 1e-9
-        if joint_age_s > p.max_state_age_s:
-            raise Skip(WARN, "stale joint state", f"{joint_age_s:.3f} s old (max {p.max_state_age_s})")
+        try:  # a missing, never received or stale joint: no action (the controller's watchdog holds)
+            joints = selection.vector(now_ns, p.max_state_age_s)
+        except JointSelectionError as err:
+            raise Skip(WARN, err.key, str(err)) from err
 
         precision, decoding, threshold, fallbacks = self._modes(p, policy, config)
         kalman = self._kalman_action(p, policy, prediction, decoding, now_ns)
@@ -450,7 +454,7 @@ class InferenceNode(Node):
             kalman = self._clip_fill(kalman)
         inp = policy_input(
             images={c: f.value for c, f in frames.items()},
-            joint_positions=joints.value,
+            joint_positions=joints.positions,
             instruction=instruction,
         )
         try:
@@ -545,7 +549,8 @@ class InferenceNode(Node):
     def forget_inputs(self) -> None:
         """Drop the stored frames and joint state, as if they had gone stale: the next step skips."""
         with self._lock:
-            self._images, self._joints = {}, None
+            self._images = {}
+            self._joints.clear()
 
     def infer(self) -> VlaAction:
         """One control step on the latest inputs, not published; raises Skip where it must not act."""

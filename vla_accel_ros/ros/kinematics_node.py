@@ -8,6 +8,11 @@ the filter warms up or cools down after a fill; NaN in the dimensions never fill
 fill reported in an executed action starts the compensator's cool-down. What is computed per executed
 action is `vla_accel_ros.control.kinematics_step.KinematicsStep`, the same object offline runs
 (vla_accel_ros.control.accel_loop.AccelLoop) use; this node adds the joint-space derivatives.
+
+With `state_joint_names`, the derivatives follow those joints by name, merged from any number of
+joint_states messages (arm and gripper apart; `control.joint_selection`); a joint never received, or
+more than joint_max_gap_s older than the newest, gives no derivatives and a WARN naming it. Two messages
+of one tick (the same stamp) update the derivatives once, with the second's joints in the next update.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
+from vla_accel_ros.control.joint_selection import JointSelection, JointSelectionError
 from vla_accel_ros.control.kinematics_step import KalmanEstimate, KinematicsStep
 from vla_accel_ros.kinematics import JointDerivatives, NonIncreasingStampError
 from vla_accel_ros.msg import KalmanPrediction, KinematicState, VlaAction
@@ -40,6 +46,10 @@ class KinematicsNode(Node):
         self._step = KinematicsStep.from_table(self._params.values)  # the dimension: from the first action
         self._joints = JointDerivatives(max_gap_s=self._params.values.joint_max_gap_s)
         self._joint_names: list[str] | None = None
+        self._selection = JointSelection(
+            self._params.values.state_joint_names, convert.MAX_ABS_JOINT_POSITION
+        )
+        self._derived_ns: int | None = None  # stamp of the last merged vector differentiated (selection)
         self._derivatives: convert.JointDerivativesView | None = None
         self._episode_start_ns = 0  # executed actions stamped before the current episode are ignored
         self._rate = RateMeter()
@@ -63,6 +73,9 @@ class KinematicsNode(Node):
         if ahead is not None:  # it would make every later joint state look like it goes back
             self._drop_joint_state("bad joint state", ahead)
             return
+        if self._selection.selecting:
+            self._on_selected_joints(list(msg.name), msg.position, stamp_ns, now_ns)
+            return
         try:
             names, positions = convert.joint_state_to_arrays(msg, self._joint_names)
             velocity, acceleration, jerk = self._joints.update(stamp_ns * 1e-9, positions)
@@ -74,6 +87,28 @@ class KinematicsNode(Node):
             return
         if self._joint_names is None:
             self._joint_names = names or [f"joint_{i}" for i in range(positions.size)]
+        self._derivatives = convert.JointDerivativesView(self._joint_names, velocity, acceleration, jerk)
+
+    def _on_selected_joints(self, names: list[str], positions: Any, stamp_ns: int, now_ns: int) -> None:
+        """state_joint_names: merge this message's selected joints, differentiate the merged vector."""
+        max_gap_s = self._params.values.joint_max_gap_s
+        back = convert.stamp_problem(stamp_ns, now_ns, self._selection.last_stamp_ns(names), max_gap_s)
+        problem = back or self._selection.observe(names, positions, stamp_ns)
+        if problem is not None:
+            self._drop_joint_state("bad joint state", problem)
+            return
+        try:
+            joints = self._selection.vector()
+            self._selection.vector(joints.newest_ns, max_gap_s)  # every joint close to the newest
+        except JointSelectionError as err:
+            self._derivatives = None
+            self._health.report(WARN, err.key, str(err))
+            return
+        if self._derived_ns is not None and joints.newest_ns <= self._derived_ns:
+            return  # another message of the same tick: its joints go into the next update
+        velocity, acceleration, jerk = self._joints.update(joints.newest_ns * 1e-9, joints.positions)
+        self._derived_ns = joints.newest_ns
+        self._joint_names = list(self._selection.names)
         self._derivatives = convert.JointDerivativesView(self._joint_names, velocity, acceleration, jerk)
 
     def _on_executed(self, msg: VlaAction) -> None:
@@ -138,6 +173,7 @@ class KinematicsNode(Node):
         self._step = KinematicsStep.from_table(self._params.values, self._step.action_dim)
         self._joints = JointDerivatives(max_gap_s=self._params.values.joint_max_gap_s)
         self._joint_names = None
+        self._derived_ns = None
         self._derivatives = None
         self.get_logger().info(f"filters reset: {why}")
 

@@ -8,6 +8,11 @@ it), as `ros2 bag record` does. Bag stamps are receive times on the node's clock
 --use-sim-time). SIGINT and SIGTERM stop the spin loop and close the bag, so everything received
 before the signal is in a readable bag.
 
+The writer is vla_accel_ros.data.recording_writer.RecordingWriter: with `max_bag_bytes` the bag is split
+into files of about that size (`ros2 bag record -b`), and a write error (a full disk, a file size limit)
+closes the bag readable with what reached the disk, logs what was lost, and ends the recording with
+BagWriteError (`vla-accel record` exits 1).
+
 `TopicWatcher` (discovery + QoS adaptation) is shared with the Foxglove bridge.
 """
 
@@ -156,12 +161,13 @@ class Recorder(Node):
         use_sim_time: bool = False,
         discovery_period_s: float = 0.25,
         log: Callable[[str], None] = print,
+        max_bag_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
-        from rosbags.rosbag2 import Writer
         from rosbags.rosbag2.enums import StoragePlugin
 
         from vla_accel_ros.data.bag_io import typestore
+        from vla_accel_ros.data.recording_writer import RecordingWriter
 
         if Path(out).exists():
             raise FileExistsError(f"{out} exists already; rosbag2 bags are never overwritten")
@@ -170,11 +176,12 @@ class Recorder(Node):
         self.out = Path(out)
         self._store = typestore()
         plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
-        self._writer = Writer(self.out, version=9, storage_plugin=plugin)
+        self._writer = RecordingWriter(self.out, plugin, max_bag_bytes)
         self._writer.open()
         self._log = log
         self._lock = threading.Lock()
         self._closed = False
+        self.error: BaseException | None = None  # the BagWriteError that ended the recording
         self.counts: Counter[str] = Counter()
         self._reported = -1
         self._watcher = TopicWatcher(self, topics, exclude=exclude)
@@ -201,12 +208,46 @@ class Recorder(Node):
             self._log(f"[record] recording {topic} [{msgtype}] ({describe_qos(qos)})")
 
     def _write(self, conn: Any, raw: bytes) -> None:
+        from vla_accel_ros.data.recording_writer import WRITE_ERRORS
+
         stamp = self.get_clock().now().nanoseconds
         with self._lock:
             if self._closed:
                 return
-            self._writer.write(conn, stamp, raw)
+            files = len(self._writer.files)
+            try:
+                self._writer.write(conn, stamp, raw)
+            except WRITE_ERRORS as err:
+                self.counts[conn.topic] += 1
+                raise self._fail(err) from err  # the spin ends; the bag is closed
             self.counts[conn.topic] += 1
+            if len(self._writer.files) > files:
+                done = self._writer.files[-1]
+                self._log(f"[record] split: {done['path']} closed ({done['message_count']} messages)")
+
+    def _fail(self, err: BaseException) -> BaseException:
+        """A write error: close the bag readable with what reached the disk, say so; returns the
+        BagWriteError (also kept in `error`) for the caller to raise. Called with the lock held."""
+        from vla_accel_ros.data.recording_writer import WRITE_ERRORS, BagWriteError
+
+        self._closed = True
+        received = self.total
+        try:
+            lost = self._writer.salvage()
+        except WRITE_ERRORS as again:
+            message = (
+                f"cannot write {self.out}: {err}; closing it failed too ({again}): its last file is not "
+                "readable (earlier split files are)"
+            )
+        else:
+            message = (
+                f"cannot write {self.out}: {err}. Recording stopped; the bag is closed and readable with "
+                f"the {self._writer.message_count} messages written before the error ({lost} of the "
+                f"{received} received had not reached the disk and are lost)"
+            )
+        self._log(f"[record] error: {message}")
+        self.error = BagWriteError(message)
+        return self.error
 
     def _report(self) -> None:
         total = self.total
@@ -216,15 +257,23 @@ class Recorder(Node):
 
     def close(self) -> None:
         """Close the bag (idempotent); later messages are dropped."""
+        from vla_accel_ros.data.recording_writer import WRITE_ERRORS
+
         with self._lock:
             if self._closed:
                 return
+            try:
+                self._writer.close()
+            except WRITE_ERRORS as err:
+                self._fail(err)  # record() raises it once the node is destroyed
+                return
             self._closed = True
-            self._writer.close()
         for topic in self._watcher.missing():
             self._log(f"[record] warning: {topic} never appeared")
         per_topic = ", ".join(f"{t} {n}" for t, n in sorted(self.counts.items())) or "none"
-        self._log(f"[record] wrote {self.out}: {self.total} messages ({per_topic})")
+        files = len(self._writer.files)
+        split = f" in {files} files" if files > 1 else ""
+        self._log(f"[record] wrote {self.out}: {self.total} messages{split} ({per_topic})")
 
 
 def record(
@@ -235,9 +284,22 @@ def record(
     exclude: Sequence[str] = DEFAULT_EXCLUDE,
     use_sim_time: bool = False,
     log: Callable[[str], None] = print,
+    max_bag_bytes: int | None = None,
 ) -> int:
-    """Record until Ctrl-C, SIGTERM or `duration_s`; returns the number of messages written."""
+    """Record until Ctrl-C, SIGTERM or `duration_s`; returns the number of messages written (a write
+    error: BagWriteError, after the bag was closed readable)."""
     with private_context() as context:
-        node = Recorder(out, topics, exclude, storage, use_sim_time, log=log, context=context)
+        node = Recorder(
+            out,
+            topics,
+            exclude,
+            storage,
+            use_sim_time,
+            log=log,
+            max_bag_bytes=max_bag_bytes,
+            context=context,
+        )
         spin_then_close(node, context, duration_s)
+        if node.error is not None:
+            raise node.error
         return node.total

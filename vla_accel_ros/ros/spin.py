@@ -21,25 +21,30 @@ from vla_accel_ros.params import ParameterError
 
 
 def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = None) -> None:
-    """Spin one node until Ctrl-C or shutdown; a bad parameter exits with code 2 and a FATAL line."""
-    with rclpy.init(args=args):
+    """Spin one node until Ctrl-C, SIGTERM or shutdown; a bad parameter exits with code 2 and a FATAL line.
+
+    The signals are this function's, not rclpy's, and from the start (a signal while the model loads stops
+    the node once it is built): rclpy's handler shuts the context down first, and then a node cannot
+    publish from `destroy_node` (the controller's last hold on a clean stop needs to)."""
+    with stop_on_signals() as stop, rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
         try:
             node = factory()
         except ParameterError as err:
             rclpy.logging.get_logger(name).fatal(str(err))
             raise SystemExit(2) from None
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
         try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
+            spin_until(executor, stop)
+        except ExternalShutdownException:
             pass
         except Exception as err:
             if rclpy.ok():  # a failure while running stays a failure (exit code 1, traceback)
                 raise
-            # Ctrl-C shuts the context down while a callback may still run (a timer publishing on the
-            # invalidated context raises): that is a clean stop, not a crash.
             node.get_logger().info(f"stopped during shutdown ({type(err).__name__}: {err})")
         finally:
             node.destroy_node()
+            executor.shutdown()
 
 
 class ClosableNode(Protocol):
@@ -62,19 +67,33 @@ def private_context() -> Iterator[Context]:
         context.try_shutdown()
 
 
-def spin_until_stopped(executor: SingleThreadedExecutor, duration_s: float | None = None) -> None:
-    """Spin until SIGINT, SIGTERM or `duration_s`, then run the callbacks that were already ready."""
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGINT and SIGTERM set while the block runs (the previous handlers come back after)."""
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        end = None if duration_s is None else time.monotonic() + duration_s
-        while not stop.is_set() and (end is None or time.monotonic() < end):
-            executor.spin_once(timeout_sec=0.05)
-        for _ in range(20):
-            executor.spin_once(timeout_sec=0.0)
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def spin_until(
+    executor: SingleThreadedExecutor, stop: threading.Event, duration_s: float | None = None
+) -> None:
+    """Spin until `stop` is set or `duration_s` passes, then run the callbacks that were already ready."""
+    end = None if duration_s is None else time.monotonic() + duration_s
+    while not stop.is_set() and (end is None or time.monotonic() < end):
+        executor.spin_once(timeout_sec=0.05)
+    for _ in range(20):
+        executor.spin_once(timeout_sec=0.0)
+
+
+def spin_until_stopped(executor: SingleThreadedExecutor, duration_s: float | None = None) -> None:
+    """Spin until SIGINT, SIGTERM or `duration_s`, then run the callbacks that were already ready."""
+    with stop_on_signals() as stop:
+        spin_until(executor, stop, duration_s)
 
 
 def spin_then_close(node: ClosableNode, context: Context, duration_s: float | None = None) -> None:
