@@ -416,9 +416,13 @@ def test_unavailable_precision_and_decoding_fall_back_to_whole_full_precision_ar
         return [m for ts, m in graph.actions if ts > t and m.fallback and "int4" in m.fallback_reason]
 
     assert graph.spin_until(lambda: len(flagged()) >= 3, 30.0), graph.logs()
+    # The tiny checkpoint has no draft, so KERV is unavailable too; a model with one (VLA_ACCEL_TEST_MODEL,
+    # e.g. the built-in) runs KERV in the top precision.
+    without_draft = not os.environ.get("VLA_ACCEL_TEST_MODEL")
     for msg in flagged():
-        assert (msg.precision, msg.decoding) == ("fp32", "ar")
-        assert "decoding 'kerv' unavailable" in msg.fallback_reason
+        assert msg.precision == "fp32"
+        if without_draft or "decoding 'kerv' unavailable" in msg.fallback_reason:
+            assert msg.decoding == "ar" and "decoding 'kerv' unavailable" in msg.fallback_reason
         assert len(msg.action) == 4 and len(msg.token_ids) == 4 and np.isfinite(msg.action).all()
     graph.wait_diag("inference_node", WARN, "fallback", t)
     graph.wait_diag("inference_node", WARN, "unknown precision", t)

@@ -16,7 +16,7 @@ from typing import Any
 
 from vla_accel_ros.evaluation.reliability import machine_note, write_doc_section
 
-CLIPPED = "huge finite action clipped to the limits (SafetyGuard clips; the arm clips)"
+CLIPPED = "huge finite command to the simulated arm, clipped by the arm (controllers refuse it)"
 HOLD_CONVENTION = "sim arm step on image_stamp 0, a command tied to no image (the controller's holds)"
 HOLDS = ("watchdog hold", "safety hold")  # the controller's holds: after a timeout, after a refusal
 

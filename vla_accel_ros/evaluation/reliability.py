@@ -74,7 +74,9 @@ What these runs found, now fixed in the nodes (the fuzz and fault tests keep the
 - commands from bad data: the controller passed actions whose camera image was stale, from the future,
   zero or negative (e.g. a backlog delivered after a link outage); the simulated arm stepped on commands
   for observations it never made; a finite action beyond what the token decoder can emit was clipped and
-  passed on (it is now refused: control/decoder_range.py);
+  passed on (it is now refused: control/decoder_range.py); the workspace box trusted an `ee_pose` with a
+  non-unit or NaN quaternion, a huge position, or a stamp far in the future or in the past (the box's
+  own fuzz target found it: 4 commands in 300 messages);
 - poisoning: one joint state or camera frame stamped far in the future made every later, correct one
   look like it went backwards (the inference node then acted on a frozen input that never went stale);
   an episode start stamped in the future made the kinematics node ignore every executed action;
@@ -106,6 +108,10 @@ def faults_markdown(data: dict[str, Any]) -> str:
         "",
         f"Watchdog timeout {data.get('watchdog_timeout_s', 0.5):g} s; "
         f"model: {data.get('model', 'see command')}; {data.get('machine', '')}".rstrip("; "),
+        "",
+        "The `up` rows start their own graph on a tiny random checkpoint (a start-up is what they time); "
+        "the `actions stop` and `controller` rows run the controller alone, this test being its inference "
+        "node and its arm (no model).",
         "",
         "| fault | measured |",
         "|---|---|",

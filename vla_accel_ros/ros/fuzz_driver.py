@@ -417,8 +417,7 @@ def run_fuzz(
     report = FuzzReport(seed=seed)
     with tempfile.TemporaryDirectory(prefix="vla-fuzz-") as tmp:
         model, note = resolve_model(model, Path(tmp), seed)
-        if note:
-            report.notes.append(note)
+        report.notes.append(note or f"model of the inference nodes: {model}")
         context = rclpy.Context()
         rclpy.init(context=context, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
         executor = SingleThreadedExecutor(context=context)
