@@ -223,6 +223,31 @@ def test_controller_node_holds_at_the_trusted_positions_after_a_joint_states_jum
     assert list(commands[1].joint_names) == [*ARM, "finger_joint"]
 
 
+@pytest.mark.parametrize("age_s", [2.0, -2.0], ids=["stale", "future"])
+def test_controller_refuses_joint_states_stamped_outside_a_watchdog_period(ros, age_s):
+    """Even with the jump check off, a stale (or replayed) or future-stamped joint state is not trusted."""
+    diags = Diagnostics(ros)
+    node, pub = start_controller(
+        ros,
+        dry_run=False,
+        output_type="joint_trajectory",
+        watchdog_timeout_s=0.5,
+        max_joint_state_jump=0.0,
+        **space_params(JOINT8),
+    )
+    commands = ros.collect(JointTrajectory, "arm/command", command_qos())
+    assert ros.spin_until(lambda: node._arm_pub.get_subscription_count() >= 1)
+    old = ros.publisher(JointState, "joint_states", joint_states_qos())
+    values = np.array(list(JOINT_POSITIONS.values()))
+    old.publish(C.arrays_to_joint_state(list(JOINT_POSITIONS), values, None, now_ns(ros) - int(age_s * 1e9)))
+    status = diags.wait("controller_node", WARN, "bad joint state")
+    assert ("old" if age_s > 0 else "future") in status.message, status.message
+    assert node._gate.joints.stamp_ns is None  # not taken as the arm's positions
+    pub.publish(raw_action(now_ns(ros), action=[0.1] * 7 + [1.0]))
+    assert "no joint_states received" in diags.wait("controller_node", WARN, "action refused").message
+    assert not [c for c in commands if list(c.points[0].positions)[:7] != pytest.approx([0.5] * 7)]
+
+
 # --- 5. run-time changes of dry_run and the limits -------------------------------------------------------
 
 

@@ -180,9 +180,15 @@ class ControllerNode(Node):
         if not names:
             self._health.report(WARN, "bad joint state", "joint_trajectory needs joint names in joint_states")
             return
-        problem = self._gate.observe_joint_states(
-            names, positions.tolist(), self.get_clock().now().nanoseconds
+        now_ns = self.get_clock().now().nanoseconds
+        stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        # As for ee_pose: freshness counts from receipt, so a state stamped older than a watchdog period (a
+        # stale or replayed one) or as far in the future is refused, even with the jump check off.
+        problem = self._gate.input_problem("joint_states", stamp_ns, now_ns) or convert.stamp_problem(
+            stamp_ns, now_ns, None, self._gate.timeout_s
         )
+        if problem is None:
+            problem = self._gate.observe_joint_states(names, positions.tolist(), now_ns)
         if problem is not None:
             self._health.report(WARN, "bad joint state", problem)
             return
