@@ -313,3 +313,26 @@ def test_inference_refuses_an_over_long_instruction_and_logs_it_truncated(ros):
     feed.step(now_ns(ros))
     ros.spin_for(0.3)
     assert not actions and not policy.calls
+
+
+# --- sizes in a checkpoint's config ------------------------------------------------------------------------
+
+
+def test_a_config_declaring_absurd_sizes_is_refused_before_the_model_is_built(tmp_path):
+    """A corrupt or hostile config.json must not make the node allocate what the weights do not hold."""
+    from test_faults import tiny_checkpoint
+
+    from vla_accel_ros.policy.checkpoint import CheckpointError, load_checkpoint
+
+    ck = tiny_checkpoint(tmp_path / "ck")
+    config = json.loads((ck / "config.json").read_text())
+    for key, value, fragment in (
+        ("num_layers", 10**9, "num_layers 1000000000 is not an int"),
+        ("hidden_size", "wide", "hidden_size wide is not an int"),
+        ("intermediate_size", 60000, "declares"),  # within the caps, but far more than the file holds
+    ):
+        (ck / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(CheckpointError, match=fragment):
+            load_checkpoint(ck)
+    (ck / "config.json").write_text(json.dumps(config))
+    assert load_checkpoint(ck) is not None

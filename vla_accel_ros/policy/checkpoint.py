@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from vla_accel_ros.policy.builtin import BUILTIN, resolve_checkpoint  # noqa: F401 (BUILTIN re-exported)
@@ -59,6 +60,27 @@ def save_checkpoint(model: VlaModel, directory: Path, card: str | None = None, d
         (directory / "card.md").write_text(card)
 
 
+SIZE_SLACK = 10_000_000  # parameters (40 MB in fp32) a config may declare beyond twice what the file holds
+
+
+def check_declared_size(config: VlaConfig, weights: Path) -> None:
+    """Refuse a config.json that declares far more parameters than the weights file holds, before the model
+    is built (why: the model is allocated from the config, so a corrupt or hostile one could ask for far
+    more memory than the machine has). The count comes from the model built on the meta device (no
+    memory) and the shapes in the safetensors header (no tensor read)."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            held = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: unreadable or truncated safetensors file ({err})") from err
+    with torch.device("meta"):
+        declared = sum(v.numel() for v in stored_weights(VlaModel(config)).values())
+    if declared > 2 * held + SIZE_SLACK:  # a small mismatch is left to the per-tensor shape check
+        raise CheckpointError(
+            f"{weights.parent}: config.json declares {declared:,} parameters, the weights hold {held:,}"
+        )
+
+
 def load_checkpoint(directory: Path | str | None = None, allow_pickle: bool = False) -> VlaModel:
     directory = resolve_checkpoint(directory)
     if not directory.is_dir():
@@ -70,8 +92,10 @@ def load_checkpoint(directory: Path | str | None = None, allow_pickle: bool = Fa
         config = VlaConfig.from_dict(json.loads(config_path.read_text()))
     except (json.JSONDecodeError, TypeError, ValueError) as err:
         raise CheckpointError(f"{config_path}: invalid config ({err})") from err
-    model = VlaModel(config)
     weights = directory / "model.safetensors"
+    if weights.is_file():
+        check_declared_size(config, weights)
+    model = VlaModel(config)
     if weights.is_file():
         try:
             state = load_file(str(weights))

@@ -5,6 +5,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Upper bounds on a config's sizes, far above any model this package runs (the realistic SmolLM2 backbone:
+# hidden 576, 30 layers), so a corrupt or hostile config.json is refused before anything is allocated.
+SIZE_LIMITS = {
+    "image_size": 1024,
+    "state_dim": 1024,
+    "action_dim": 64,
+    "hidden_size": 16384,
+    "num_layers": 256,
+    "num_heads": 256,
+    "num_kv_heads": 256,
+    "intermediate_size": 65536,
+    "max_positions": 32768,
+    "n_bins": 65536,
+    "prompt_length": 4096,
+    "text_vocab_size": 262144,
+}
+MAX_CAMERAS = 8
+
 
 @dataclass
 class VlaConfig:
@@ -42,6 +60,19 @@ class VlaConfig:
     state_std: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        for name, limit in SIZE_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+                raise ValueError(f"{name} {str(value)[:40]} is not an int in [0, {limit}]")
+        for name in ("image_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "n_bins"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 1 <= len(self.cameras) <= MAX_CAMERAS or len(self.vision_channels) > 16:
+            raise ValueError(f"{len(self.cameras)} cameras / {len(self.vision_channels)} vision stages")
+        if any(
+            isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= 4096 for c in self.vision_channels
+        ):
+            raise ValueError("vision_channels must be ints in [1, 4096]")
         if self.image_size % 16:
             raise ValueError(f"image_size {self.image_size} must be a multiple of 16")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
