@@ -153,17 +153,26 @@ def build_targets(context: Any, model: str) -> tuple[list[Target], list[Any]]:
         dry_run=False, watchdog_timeout_s=0.5, max_rate_hz=1000.0, decoding="kerv", use_sim_episode=True
     )
     targets = []
-    for name, transport in (("inference_raw", "raw"), ("inference_compressed", "compressed")):
+    # The compressed-image one also selects its proprio joints by name (state_joint_names), so the
+    # by-name merge of joint_states is fuzzed beside the as-is path.
+    for name, transport, by_name in (
+        ("inference_raw", "raw", {}),
+        ("inference_compressed", "compressed", {"state_joint_names": STATE_JOINTS}),
+    ):
         node = InferenceNode(
             policy_loader=load_policy,
             context=context,
             namespace=f"/fuzz/{name}",
-            parameter_overrides=_params(image_transport=transport, **inference),
+            parameter_overrides=_params(image_transport=transport, **inference, **by_name),
         )
         target = Target(name, node)
         target.spies["actions"] = Spy(node, "vla/action_raw", forwarded.append)
         targets.append(target)
-    node = KinematicsNode(context=context, namespace="/fuzz/kinematics")
+    node = KinematicsNode(
+        context=context,
+        namespace="/fuzz/kinematics",
+        parameter_overrides=_params(state_joint_names=STATE_JOINTS),
+    )
     target = Target("kinematics", node)
     target.spies["state"] = Spy(node, "vla/kinematics")
     target.spies["prediction"] = Spy(node, "vla/kalman_prediction")
