@@ -355,3 +355,12 @@ def test_missing_tokenizer_is_a_clear_error(copy):
         load_policy(copy, unnorm_key="bridge_tiny", dtype="float32", device="cpu")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_openvla(copy / "nowhere")
+
+
+def test_a_config_declaring_far_more_than_the_shards_hold_is_refused_before_allocation(copy):
+    """config.json sizes are checked against the safetensors headers before the model gets storage."""
+    config = json.loads((copy / "config.json").read_text())
+    config["text_config"]["intermediate_size"] = 4_000_000
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="declares .* parameters, the weights hold"):
+        load_openvla(copy, unnorm_key="bridge_tiny")

@@ -63,21 +63,29 @@ def save_checkpoint(model: VlaModel, directory: Path, card: str | None = None, d
 SIZE_SLACK = 10_000_000  # parameters (40 MB in fp32) a config may declare beyond twice what the file holds
 
 
-def check_declared_size(config: VlaConfig, weights: Path) -> None:
-    """Refuse a config.json that declares far more parameters than the weights file holds, before the model
-    is built (why: the model is allocated from the config, so a corrupt or hostile one could ask for far
-    more memory than the machine has). The count comes from the model built on the meta device (no
-    memory) and the shapes in the safetensors header (no tensor read)."""
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            held = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights}: unreadable or truncated safetensors file ({err})") from err
-    with torch.device("meta"):
-        declared = sum(v.numel() for v in stored_weights(VlaModel(config)).values())
-    if declared > 2 * held + SIZE_SLACK:  # a small mismatch is left to the per-tensor shape check
+def held_parameters(files: list[Path]) -> int | None:
+    """How many parameters the safetensors files hold, from their headers (no tensor is read); None when
+    a file is not safetensors (a pickle's count is not known before it is unpickled)."""
+    held = 0
+    for path in files:
+        if path.suffix != ".safetensors":
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                held += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({err})") from err
+    return held
+
+
+def check_declared_size(declared: int, files: list[Path], where: Path) -> None:
+    """Refuse a config.json that declares far more parameters than the weight files hold, before the
+    model gets storage (why: the model is allocated from the config, so a corrupt or hostile one could ask
+    for far more memory than the machine has). `declared` is counted on a meta-device model (no memory)."""
+    held = held_parameters(files)
+    if held is not None and declared > 2 * held + SIZE_SLACK:  # a small mismatch: the shape check's
         raise CheckpointError(
-            f"{weights.parent}: config.json declares {declared:,} parameters, the weights hold {held:,}"
+            f"{where}: config.json declares {declared:,} parameters, the weights hold {held:,}"
         )
 
 
@@ -94,7 +102,9 @@ def load_checkpoint(directory: Path | str | None = None, allow_pickle: bool = Fa
         raise CheckpointError(f"{config_path}: invalid config ({err})") from err
     weights = directory / "model.safetensors"
     if weights.is_file():
-        check_declared_size(config, weights)
+        with torch.device("meta"):
+            declared = sum(v.numel() for v in stored_weights(VlaModel(config)).values())
+        check_declared_size(declared, [weights], directory)
     model = VlaModel(config)
     if weights.is_file():
         try:

@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from vla_accel_ros.policy.checkpoint import PICKLE_SUFFIXES, CheckpointError
+from vla_accel_ros.policy.checkpoint import PICKLE_SUFFIXES, CheckpointError, check_declared_size
 from vla_accel_ros.policy.formats import OPENVLA_MODEL_TYPE
 from vla_accel_ros.policy.model import CACHE_KW, Step, VlaModel
 from vla_accel_ros.policy.runtime import InputError, Policy, PolicyInput
@@ -606,6 +606,8 @@ def load_openvla(
     dtype, device = resolve_dtype(dtype), resolve_device(device)
     with torch.device("meta"):
         model = OpenVlaModel(config)
+    declared = sum(p.numel() for p in model.parameters())
+    check_declared_size(declared, _weight_files(directory, allow_pickle), directory)
     _materialize(model, device, dtype)
     load_weights(model, directory, allow_pickle)
     return model.eval()
