@@ -5,13 +5,22 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VLA_VENV:-$ROOT/.venv}
+VLA_ACCEL_EXTRAS=${VLA_ACCEL_EXTRAS:-}
 PYTHON=${PYTHON:-python3}
 cd "$ROOT"
 
 digest() { cat "$@" | sha256sum | cut -c1-16; }
-deps_digest=$(digest requirements/*.txt)
-msgs_digest=$(digest msg/*.msg CMakeLists.txt package.xml requirements/*.txt)
-pkg_digest=$(digest setup.py setup.cfg requirements/*.txt)
+# Optional extras, installed only when asked: VLA_ACCEL_EXTRAS=libero (comma-separated) installs
+# requirements/libero.txt. Their files are left out of the core digests, so an extra never makes
+# the core steps run again.
+OPTIONAL_EXTRAS=(libero cuda)
+core_reqs=()
+for f in requirements/*.txt; do
+  case " ${OPTIONAL_EXTRAS[*]} " in *" $(basename "$f" .txt) "*) ;; *) core_reqs+=("$f") ;; esac
+done
+deps_digest=$(digest "${core_reqs[@]}")
+msgs_digest=$(digest msg/*.msg CMakeLists.txt package.xml "${core_reqs[@]}")
+pkg_digest=$(digest setup.py setup.cfg "${core_reqs[@]}")
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
@@ -26,6 +35,25 @@ if [ "$(cat "$VENV/.deps_digest" 2>/dev/null)" != "$deps_digest" ]; then
   "$VENV/bin/python" tools/fix_ros_wheel_cmake.py "$VENV"
   echo "$deps_digest" > "$VENV/.deps_digest"
 fi
+
+for extra in ${VLA_ACCEL_EXTRAS//,/ }; do
+  req=requirements/$extra.txt
+  case " ${OPTIONAL_EXTRAS[*]} " in
+    *" $extra "*) ;;
+    *) echo "[setup] unknown extra '$extra' (known: ${OPTIONAL_EXTRAS[*]})" >&2; exit 2 ;;
+  esac
+  extra_digest=$(digest "$req" "${core_reqs[@]}")
+  if [ "$(cat "$VENV/.extra_${extra}_digest" 2>/dev/null)" != "$extra_digest" ]; then
+    echo "[setup] installing the optional extra '$extra' ($req)"
+    # base.txt's pins as constraints (extras stripped: pip refuses them there): nothing the core
+    # pinned changes version.
+    pins=$(mktemp)
+    grep -E '^[A-Za-z0-9._-]+(\[[^]]*\])?==' requirements/base.txt | sed 's/\[[^]]*\]//' > "$pins"
+    "${PIP[@]}" install -q -c requirements/constraints.txt -c "$pins" -r "$req"
+    rm -f "$pins"
+    echo "$extra_digest" > "$VENV/.extra_${extra}_digest"
+  fi
+done
 
 if [ "$(cat "$VENV/.pkg_digest" 2>/dev/null)" != "$pkg_digest" ]; then
   echo "[setup] installing vla_accel_ros (editable)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from vla_accel_ros.evaluation.stats import percentiles
 from vla_accel_ros.params.settings import GraphSettings
 from vla_accel_ros.params.tables import BUILTIN_CHECKPOINT
 from vla_accel_ros.policy.builder import PolicySpec, build_policy
-from vla_accel_ros.policy.runtime import Policy, PolicyInput
+from vla_accel_ros.policy.runtime import ActionResult, Policy, PolicyInput
 
 LATENCY_DTYPES = ("fp32", "bf16", "int4")
 
@@ -99,9 +99,11 @@ def measure(
     warmup: int = 5,
     repeats: int = 1,
     settings: GraphSettings | None = None,
+    on_step: Callable[[ActionResult], None] | None = None,
 ) -> dict:
     """Per-stage p50/p95 of `repeats` runs over `inputs` with `method`'s AccelLoop (the graph's settings:
-    `settings`, default the params files of config/); the first `warmup` steps are the cold start."""
+    `settings`, default the params files of config/); the first `warmup` steps are the cold start.
+    `on_step` sees each steady step's ActionResult (a caller's own figures: acceptance, stage sums)."""
     from vla_accel_ros.evaluation.methods import build_loop, ladder_settings, load_settings
 
     settings = load_settings() if settings is None else settings
@@ -134,6 +136,8 @@ def measure(
                 totals.append(total)
                 passes.append(out.target_passes)
                 precisions[out.precision] += 1
+                if on_step is not None:
+                    on_step(out)
                 stages["controller"].append((t1 - t0) * 1e3)
                 for name, ms in out.timings_ms.items():
                     stages[name].append(ms)
