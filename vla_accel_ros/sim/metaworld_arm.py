@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import weakref
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -21,6 +20,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import metaworld  # noqa: E402
 import mujoco  # noqa: E402
 
+from vla_accel_ros.sim.observation import SimObservation, needs_half_turn  # noqa: E402
 from vla_accel_ros.sim.tasks import TASKS, expert_policy, resolve_task  # noqa: E402
 
 # Project camera name -> Meta-World camera name.
@@ -31,16 +31,9 @@ JOINT_NAMES: tuple[str, ...] = tuple(f"right_j{i}" for i in range(7)) + ("r_clos
 CONTROL_HZ = 80.0
 
 
-@dataclass
-class SimObservation:
-    """One simulator observation in the package's conventions (upright RGB, joint state, success)."""
-
-    images: dict[str, np.ndarray]  # camera -> HxWx3 uint8, upright
-    joint_names: list[str]
-    joint_positions: np.ndarray  # float64 (9,)
-    joint_velocities: np.ndarray  # float64 (9,)
-    state: np.ndarray  # Meta-World 39-D observation (for the scripted expert only)
-    success: bool
+# Meta-World's Sawyer sits at world -y: "away from the base" for a downward camera is +y. (Its "corner"
+# camera is mounted with image-up toward the floor, so its frames get a half turn.)
+FAR_SIDE = np.array([0.0, 1.0, 0.0])
 
 
 @cache
@@ -51,20 +44,6 @@ def _task_spec(task: str) -> Any:
     benchmark samples 50 layouts (~1.5 s).
     """
     return metaworld.MT1(task, seed=0).train_tasks[0]
-
-
-def _needs_half_turn(cam_xmat: np.ndarray) -> bool:
-    """True when a camera's image-up axis points against the world's up, so its image is upside down.
-
-    MuJoCo renders a camera's +y axis as image-up. Meta-World mounts "corner" with +y pointing at the
-    floor, so its frames come out rotated by 180 degrees. For a camera looking (nearly) straight down,
-    like the wrist camera, "up" in the image is taken as the far side of the table (world +y, away from
-    the robot base), as a person looking down at the table would see it.
-    """
-    axes = np.asarray(cam_xmat, dtype=np.float64).reshape(3, 3)
-    cam_up, forward = axes[:, 1], -axes[:, 2]
-    ref_up = np.array([0.0, 1.0, 0.0]) if abs(forward[2]) > 0.9 else np.array([0.0, 0.0, 1.0])
-    return float(cam_up @ ref_up) < 0.0
 
 
 class SimArm:
@@ -125,7 +104,9 @@ class SimArm:
             c: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERAS[c]) for c in self.cameras
         }
         mujoco.mj_forward(model, self.env.data)
-        self._rotate = {c: _needs_half_turn(self.env.data.cam_xmat[i]) for c, i in self._camera_ids.items()}
+        self._rotate = {
+            c: needs_half_turn(self.env.data.cam_xmat[i], FAR_SIDE) for c, i in self._camera_ids.items()
+        }
         jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in JOINT_NAMES]
         if min(jids) < 0:
             raise RuntimeError(f"Meta-World model of {self.task} lacks a Sawyer joint of {JOINT_NAMES}")
