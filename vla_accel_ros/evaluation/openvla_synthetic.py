@@ -24,12 +24,15 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from vla_accel_ros.policy.vit import KNOWN_VITS
+
 SYNTHETIC_LABEL = "random weights, OpenVLA layout: latency and memory only"
 DINO_ID = "vit_large_patch14_reg4_dinov2.lvd142m"
 SIGLIP_ID = "vit_so400m_patch14_siglip_224"
-# The real backbones (timm's vit_large_patch14_reg4_dinov2, vit_so400m_patch14_siglip_224).
-DINOV2_L = dict(patch_size=14, embed_dim=1024, depth=24, num_heads=16, mlp_ratio=4.0)
-SIGLIP_SO400M = dict(patch_size=14, embed_dim=1152, depth=27, num_heads=16, mlp_ratio=3.7362)
+# The real backbones' sizes, from the architectures the loader knows (policy/vit.py), so the two agree.
+_SIZES = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio")
+DINOV2_L = {k: KNOWN_VITS["vit_large_patch14_reg4_dinov2"][k] for k in _SIZES}
+SIGLIP_SO400M = {k: KNOWN_VITS[SIGLIP_ID][k] for k in _SIZES}
 # OpenVLA-7B's language model (Llama-2-7B), all but the number of layers.
 LLAMA2_7B = dict(
     hidden_size=4096,
