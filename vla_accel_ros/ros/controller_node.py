@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -55,6 +56,7 @@ from vla_accel_ros.ros.params import declare_params
 from vla_accel_ros.ros.qos import command_qos, episode_qos, joint_states_qos, vla_qos
 from vla_accel_ros.ros.spin import run_node
 
+FINAL_HOLD_ACK_S = 1.0  # how long a clean stop waits for the driver to acknowledge the last hold
 COMMAND_TYPES = {"vla_action": VlaAction, "twist": TwistStamped, "joint_trajectory": JointTrajectory}
 
 
@@ -339,6 +341,12 @@ class ControllerNode(Node):
             if not self._params.values.dry_run and self._counts["commands"] > 0 and not self.holding:
                 try:
                     self._hold(self.get_clock().now().nanoseconds, "controller stopping", live=True)
+                    # The process exits next: without the driver's acknowledgement the hold may still sit
+                    # in the writer's queue when the participant is deleted, and never reach the arm.
+                    if not self._arm_pub.wait_for_all_acked(Duration(seconds=FINAL_HOLD_ACK_S)):
+                        self.get_logger().warning(
+                            f"final hold not acknowledged by the driver within {FINAL_HOLD_ACK_S:g} s"
+                        )
                 except Exception as err:  # noqa: BLE001 - the context may already be gone: nothing to do
                     self.get_logger().warning(f"no final hold sent ({type(err).__name__}: {err})")
         super().destroy_node()
