@@ -4,6 +4,7 @@
 `Int4Linear`s that hold only the packed int4 codes and their bf16 group scales. Every mode reads
 those same tensors; a mode only decides how activations are rounded before the int4 kernel. So
 switching is a pointer flip (microseconds) and memory does not grow with the number of modes.
+A layer's q/k/v, and its gate/up, share one int4 matmul over their stacked rows (quant/fused.py).
 
 Left at full precision: RMS norms, vision encoders, projector and proprio projection; also the token
 embeddings and lm_head unless `vocab=True`, which adds them to the same copy (quant/vocab.py): the table
@@ -21,6 +22,7 @@ from torch import nn
 
 from vla_accel_ros.params.tables import QUANT_GROUP_SIZE
 from vla_accel_ros.quant.activation import fake_quantize, quantize_per_token
+from vla_accel_ros.quant.fused import FUSED_SIBLINGS, ROW_ALIGN, SharedMatmul
 from vla_accel_ros.quant.int4 import check_shape, cuda_inner_k_tiles, int4_matmul, pack, quantize_int4
 from vla_accel_ros.quant.memory import storage_bytes
 from vla_accel_ros.quant.modes import DEFAULT_MODES, Mode
@@ -53,7 +55,34 @@ class Int4Linear(nn.Module):
         self.register_buffer("bias", bias)
         self._selector = selector
 
+        self._shared: tuple[SharedMatmul, int] | None = None  # one matmul with its siblings (quant/fused.py)
+
+    @classmethod
+    def rows_of(cls, core: Int4Linear, start: int, stop: int) -> Int4Linear:
+        """The layer made of output rows [start, stop) of `core`: its buffers are views, nothing is copied
+        (`start` and `stop` on the kernel's row blocks, fused.ROW_ALIGN)."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.in_features, layer.out_features, layer.group = core.in_features, stop - start, core.group
+        layer.register_buffer("packed", core.packed[start:stop])
+        layer.register_buffer("scales_and_zeros", core.scales_and_zeros[:, start:stop])
+        layer.register_buffer("bias", None if core.bias is None else core.bias[start:stop])
+        layer._selector, layer._shared = core._selector, None
+        return layer
+
+    @property
+    def shares_matmul(self) -> bool:
+        """Whether this layer's rows are computed in one matmul with its siblings' (quant/fused.py)."""
+        return self._shared is not None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._shared is not None:
+            shared, index = self._shared
+            return shared.output(index, x, self.compute)
+        return self.compute(x)
+
+    def compute(self, x: torch.Tensor) -> torch.Tensor:
+        """This layer's own matmul in the active mode."""
         mode = self._selector.mode
         x2 = x.reshape(-1, self.in_features)
         if mode.act_bits == 16:
@@ -68,7 +97,8 @@ class Int4Linear(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def _mm(self, x: torch.Tensor) -> torch.Tensor:
-        return int4_matmul(x.contiguous(), self.packed, self.scales_and_zeros, self.group)
+        sz = self.scales_and_zeros  # a fused sibling's is a strided view: only its lone calls copy it
+        return int4_matmul(x.contiguous(), self.packed, sz.contiguous(), self.group)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, group={self.group}"
@@ -153,11 +183,14 @@ def quantize_model(
     modes: Sequence[Mode] = DEFAULT_MODES,
     targets: Sequence[str] = DECODER_LINEARS,
     vocab: bool = False,
+    fuse: bool = True,
 ) -> Ladder:
     """Replace the decoder linears of `model` in place by one int4 copy serving `modes` (lowest
     first, top last; the model starts in the top mode). Every layer is checked before any is changed.
 
     vocab: also the token embeddings and the lm_head, the head cut to the action bins.
+    fuse: q/k/v and gate/up of a layer share one int4 matmul where they can (quant/fused.py; on the CPU,
+    each sibling's rows a multiple of the kernel's row block): the same codes and outputs, fewer calls.
     `model` is a VlaModel or an OpenVlaModel: both name their Llama decoder `llama` (the only part
     searched for `targets`, so vision towers and projector stay at the checkpoint's precision) and
     their head `lm_head`.
@@ -182,15 +215,79 @@ def quantize_model(
     layers: dict[str, nn.Module] = {}
     bf16_bytes = 0
     with torch.no_grad():
-        for name, parent, child_name, linear in found:
+        for *_, linear in found:
             bf16_bytes += 2 * linear.weight.numel() + (0 if linear.bias is None else 2 * linear.bias.numel())
-            layers[name] = Int4Linear(linear, group, selector)
-            setattr(parent, child_name, layers[name])
+        for names, parent, linears in _fusion_groups(found, fuse):
+            for (name, child_name), layer in zip(
+                names, _quantize_group(linears, group, selector), strict=True
+            ):
+                layers[name] = layer
+                setattr(parent, child_name, layer)
+        layers = {name: layers[name] for name, *_ in found}  # the decoder's order, fused or not
         if vocab:
             bf16_bytes += _quantize_vocab(model, group, layers)
     ladder = Ladder(modes, layers, selector, group, bf16_bytes)
     setattr(model, LADDER_ATTR, ladder)
     return ladder
+
+
+def _fusion_groups(
+    found: list[tuple[str, nn.Module, str, nn.Linear]], fuse: bool
+) -> list[tuple[list[tuple[str, str]], nn.Module, list[nn.Linear]]]:
+    """The found linears as groups to quantize together: sibling projections of one parent that read the
+    same input and can share a matmul (FUSED_SIBLINGS), every other linear alone."""
+    by_parent: dict[int, dict[str, tuple[str, nn.Linear]]] = {}
+    for name, parent, child_name, linear in found:
+        by_parent.setdefault(id(parent), {})[child_name] = (name, linear)
+    parents = {id(parent): parent for _, parent, _, _ in found}
+    groups = []
+    for key, children in by_parent.items():
+        rest = dict(children)
+        for siblings in FUSED_SIBLINGS if fuse else ():
+            members = [children.get(s) for s in siblings]
+            if all(m is not None for m in members) and _can_fuse([m[1] for m in members]):
+                groups.append(
+                    (
+                        [(m[0], s) for m, s in zip(members, siblings, strict=True)],
+                        parents[key],
+                        [m[1] for m in members],
+                    )
+                )
+                for s in siblings:
+                    del rest[s]
+        groups += [([(name, child)], parents[key], [linear]) for child, (name, linear) in rest.items()]
+    return groups
+
+
+def _can_fuse(linears: list[nn.Linear]) -> bool:
+    w = linears[0].weight
+    return (
+        w.device.type == "cpu"  # the CUDA kernel's tiles are not sliced here: its layers stay apart
+        and len({lin.in_features for lin in linears}) == 1
+        and len({lin.bias is None for lin in linears}) == 1
+        and len({lin.weight.dtype for lin in linears}) == 1
+        and all(lin.out_features % ROW_ALIGN == 0 for lin in linears)
+    )
+
+
+def _quantize_group(linears: list[nn.Linear], group: int, selector: _Selector) -> list[Int4Linear]:
+    """One Int4Linear per linear; siblings share one int4 copy of their stacked rows and one matmul."""
+    if len(linears) == 1:
+        return [Int4Linear(linears[0], group, selector)]
+    stacked = nn.Linear(linears[0].in_features, sum(lin.out_features for lin in linears), bias=False)
+    stacked.weight = nn.Parameter(torch.cat([lin.weight.detach() for lin in linears]), requires_grad=False)
+    if linears[0].bias is not None:
+        stacked.bias = nn.Parameter(torch.cat([lin.bias.detach() for lin in linears]), requires_grad=False)
+    core = Int4Linear(stacked, group, selector)
+    sizes = tuple(lin.out_features for lin in linears)
+    shared = SharedMatmul(core, sizes)
+    parts, start = [], 0
+    for index, size in enumerate(sizes):
+        part = Int4Linear.rows_of(core, start, start + size)
+        part._shared = (shared, index)
+        parts.append(part)
+        start += size
+    return parts
 
 
 def _check_vocab(model: nn.Module, group: int) -> None:
