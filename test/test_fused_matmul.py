@@ -102,3 +102,20 @@ def test_a_deep_copy_keeps_one_copy_of_the_shared_rows():
     assert torch.equal(twin.llama.layers[0].self_attn.v_proj(x), model.llama.layers[0].self_attn.v_proj(x))
     assert isinstance(twin.llama.layers[0].mlp.down_proj, Int4Linear)
     assert not isinstance(twin.llama.layers[0].mlp.down_proj, nn.Linear)
+
+
+def test_the_cpu_packed_int4_copy_unpacks_to_its_codes_and_weights():
+    """The just-in-time dequantization the kernel survey times reads the kernel's own packed bytes."""
+    from vla_accel_ros.quant.int4 import cpu_row_block, dequantize_cpu, pack, quantize_int4, unpack_cpu
+
+    block = cpu_row_block()  # 64 on AVX-512 builds, 32 on AVX2 ones
+    assert block in (64, 32), "this CPU packs int4 in an order unpack_cpu does not read"
+    torch.manual_seed(0)
+    w = torch.randn(192, 96)
+    q = quantize_int4(w, GROUP)
+    packed, sz = pack(q)
+    assert torch.equal(unpack_cpu(packed, 192, 96, block), q.codes)
+    # bf16 arithmetic on the bf16 scale and zero: within one bf16 rounding of the fp32 reference
+    ref = q.dequantize()
+    got = dequantize_cpu(packed, sz, GROUP, 192, 96).float()
+    assert torch.allclose(got, ref, rtol=2**-7, atol=2**-7 * float(ref.abs().max()))

@@ -23,7 +23,7 @@ from vla_accel_ros.policy.runtime import Policy, PolicyInput
 from vla_accel_ros.policy.tokenizer import ActionTokenizer
 from vla_accel_ros.quant.activation import quantize_per_token
 from vla_accel_ros.quant.bandwidth import decode_pass_bytes, limit_ms, mean_decode_context, read_bandwidth
-from vla_accel_ros.quant.int4 import int4_matmul, pack, quantize_int4
+from vla_accel_ros.quant.int4 import dequantize_cpu, int4_matmul, pack, quantize_int4
 from vla_accel_ros.quant.ladder import DECODER_LINEARS, find_linears
 from vla_accel_ros.quant.memory import held_tensors, storage_bytes
 from vla_accel_ros.quant.strategies import int8_matmul, int8_per_channel
@@ -87,6 +87,17 @@ def _dyn4_run(x: torch.Tensor, prepared: tuple[torch.Tensor, int, int, int]) -> 
     return torch.ops.aten._dyn_quant_matmul_4bit(x, packed, group, k, n)
 
 
+def _jit_bf16_prepare(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, int, int, int]:
+    return (*pack(quantize_int4(w, group)), group, *w.shape)
+
+
+def _jit_bf16_run(
+    x: torch.Tensor, prepared: tuple[torch.Tensor, torch.Tensor, int, int, int]
+) -> torch.Tensor:
+    """A prefill from the one int4 copy on the bf16 GEMM: each weight rebuilt in bf16 just before use."""
+    return F.linear(x, dequantize_cpu(*prepared))
+
+
 def kernels(group: int) -> list[Kernel]:
     bf16, fp32 = torch.bfloat16, torch.float32
     return [
@@ -102,6 +113,12 @@ def kernels(group: int) -> list[Kernel]:
             "int8 weights x bf16 act (aten._weight_int8pack_mm)",
             int8_per_channel,
             lambda x, p: int8_matmul(x, *p),
+            bf16,
+        ),
+        Kernel(
+            "int4 copy dequantized to bf16 per call (eager PyTorch) + bf16 dense",
+            lambda w: _jit_bf16_prepare(w, group),
+            _jit_bf16_run,
             bf16,
         ),
         Kernel("int8 x int8, dynamic per-token act (torch._int_mm)", _int_mm_prepare, _int_mm_run, fp32),

@@ -17,6 +17,7 @@ tests (skipped without a GPU), but no GPU has run it in this package yet.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -109,3 +110,47 @@ def int4_matmul(
     if x.device.type == "cuda":
         return torch.ops.aten._weight_int4pack_mm(x, packed, group, scales_and_zeros)
     return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group, scales_and_zeros)
+
+
+CPU_ROW_BLOCKS = (64, 32)  # rows per block of the CPU kernel's packed order: AVX-512 builds, AVX2 builds
+
+
+def unpack_cpu(packed: torch.Tensor, out_features: int, in_features: int, block: int) -> torch.Tensor:
+    """The (N, K) uint8 codes behind a CPU-packed weight: the inverse of `pack` on the CPU.
+
+    The kernel packs rows in blocks of `block` (64 on AVX-512 builds, 32 on AVX2 ones), each block stored
+    as K columns of block / 2 bytes, byte j holding row j in its low nibble and row block / 2 + j in its
+    high one (aten/src/ATen/native/cpu/int4mm_kernel.cpp). That order is the kernel's private layout:
+    `cpu_row_block` finds which block this machine uses, by a round trip, before anything relies on it.
+    `out_features` must be a multiple of `block` (partial blocks are packed differently).
+    """
+    b = packed.view(out_features // block, in_features, block // 2)
+    codes = torch.stack((b & 15, b >> 4), dim=1)  # (blocks, 2 halves, K, block / 2 rows)
+    return codes.transpose(2, 3).reshape(out_features, in_features)
+
+
+def dequantize_cpu(
+    packed: torch.Tensor, scales_and_zeros: torch.Tensor, group: int, out_features: int, in_features: int
+) -> torch.Tensor:
+    """The bf16 weight a CPU-packed int4 copy stands for, rebuilt from the packed bytes alone: what a
+    prefill on a bf16 GEMM from the one stored int4 copy has to compute for every layer, every action."""
+    block = cpu_row_block()
+    if block is None:
+        raise NotImplementedError("this CPU build packs int4 in an order unpack_cpu does not read")
+    codes = unpack_cpu(packed, out_features, in_features, block).view(out_features, -1, group)
+    scales, zeros = scales_and_zeros.transpose(0, 1).unbind(-1)  # (N, K / group) each
+    w = (codes.to(torch.bfloat16) - _MID) * scales.unsqueeze(-1) + zeros.unsqueeze(-1)
+    return w.view(out_features, in_features)
+
+
+@functools.cache
+def cpu_row_block() -> int | None:
+    """The row block of this machine's CPU int4 packing (it depends on the build's vector width), found
+    by packing known codes and reading them back; None if no known order reads them back."""
+    n, k = 2 * max(CPU_ROW_BLOCKS), 64
+    codes = (torch.arange(n * k).reshape(n, k) * 7 % 16).to(torch.uint8)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
+    for block in CPU_ROW_BLOCKS:
+        if torch.equal(unpack_cpu(packed, n, k, block), codes):
+            return block
+    return None

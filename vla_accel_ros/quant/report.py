@@ -236,6 +236,24 @@ def _kernel_rows(kernels: list[dict], tokens: int) -> list[str]:
     return rows
 
 
+def _prefill_choice(kernels: list[dict], tokens: int) -> list[str]:
+    """Which kernel the one int4 copy's prefill should run on, from the survey's two candidates."""
+    timed = {k["kernel"]: k["prefill_ms"] for k in kernels if "prefill_ms" in k}
+    int4 = next((v for n, v in timed.items() if n.startswith("int4 weights x bf16")), None)
+    jit = next((v for n, v in timed.items() if n.startswith("int4 copy dequantized")), None)
+    dense = next((v for n, v in timed.items() if n.startswith("bf16 dense")), None)
+    if int4 is None or jit is None or dense is None:
+        return []
+    winner = "the int4 kernel" if int4 <= jit else "the bf16 GEMM on weights dequantized per call"
+    return [
+        f"- Prefill from the one int4 copy ({tokens} rows, every decoder linear): the int4 kernel "
+        f"{_ms(int4)} ms, the bf16 GEMM on weights rebuilt in bf16 just before each call {_ms(jit)} ms "
+        f"(of which the GEMM alone, on weights already in bf16, {_ms(dense)} ms: the rest is the "
+        f"rebuilding, {_ms(jit - dense)} ms). Faster here: {winner}; the ladder's prefill runs on the "
+        "int4 kernel."
+    ]
+
+
 def _group_rows(section: dict) -> list[str]:
     rows = [
         "| group | held bytes of bf16 linears | token agreement | mean abs bin error "
@@ -417,6 +435,7 @@ def render(report: dict) -> str:
         f"in fp32 ({_ms(lm['bf16']['prefill_ms'])} in bf16), which is why the prefill scores its last "
         "position only. int4-whole cuts the head to the 256 action bins.",
         "- Kernels (below): what sets speed is which kernel exists for a format on this CPU, not its bits.",
+        *_prefill_choice(real["kernels"], tokens),
         "",
         f"### Kernels on this CPU (the realistic decoder's {real['decoder_linears']} linear layers, "
         "one pass)",
