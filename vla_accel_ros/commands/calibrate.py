@@ -15,6 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, default=Path("docs/results/calibration.json"))
 
 
+def _r(values: list[float]) -> list[float]:
+    return [round(v, 4) for v in values]
+
+
 def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.data.bag_io import read_episodes
     from vla_accel_ros.kinematics.calibration import calibrate
@@ -29,11 +33,12 @@ def run(args: argparse.Namespace) -> int:
     actions = [e.actions for d in dirs for e in read_episodes(d)]
     cal = calibrate(actions, source=str(args.data))
     prov = cal["provenance"]
+    kal = cal["kalman"]
     header = [
         "Written by `vla-accel calibrate`; do not edit by hand (re-run the command).",
         f"source: {prov['source']} ({prov['episodes']} episodes, {prov['steps']} steps, {prov['date']})",
-        f"Kalman one-step MAE per dim {[round(v, 4) for v in cal['kalman']['one_step_mae']]} vs repeat-last "
-        f"{[round(v, 4) for v in cal['kalman']['repeat_last_mae']]}",
+        f"Kalman one-step MAE per dim {_r(kal['one_step_mae'])} vs repeat-last {_r(kal['repeat_last_mae'])} "
+        f"vs constant velocity {_r(kal['const_velocity_mae'])} (damping {_r(kal['damping'])})",
     ]
     write_params_file(args.out, calibration_to_params(cal), header)
     args.report.parent.mkdir(parents=True, exist_ok=True)

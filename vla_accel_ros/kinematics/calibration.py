@@ -9,8 +9,8 @@ Pure: per-episode action arrays in, a plain YAML-ready dict out (only str/int/fl
     fluctuation: percentiles of the normalized fluctuation F_t (the ThresholdPolicy input)
     threshold:   suggested ThresholdPolicy f_lo / f_hi = 10th / 90th percentile of F_t
     sensitivity: percentiles of S_t and the share of steps above a few candidate top thresholds
-    kalman:      ActionKalman.to_dict() (history, q, r) + one-step mean / median absolute error of the
-                 filter and of "repeat last"
+    kalman:      ActionKalman.to_dict() (history, q, r, damping) + one-step mean / median absolute
+                 error of the filter, of "repeat last" and of "constant velocity"
 
 The S percentiles place the precision thresholds (each mode's share of steps); the ones that tie S to a
 measured action error need the model and live with the quantization evaluation.
@@ -111,8 +111,10 @@ def calibrate(
             **kalman.to_dict(),
             "one_step_mae": err.kalman.tolist(),
             "repeat_last_mae": err.repeat_last.tolist(),
+            "const_velocity_mae": err.const_velocity.tolist(),
             "one_step_median_ae": err.kalman_median.tolist(),
             "repeat_last_median_ae": err.repeat_last_median.tolist(),
+            "const_velocity_median_ae": err.const_velocity_median.tolist(),
             "eval_steps": err.steps,
         },
     }

@@ -25,6 +25,7 @@ def calibration_to_params(cal: dict) -> dict[str, dict[str, Any]]:
             "weight": float(proxies["weight"]),
             "kalman_q": [float(v) for v in kalman["q"]],
             "kalman_r": [float(v) for v in kalman["r"]],
+            "kalman_damping": [float(v) for v in kalman.get("damping", [1.0] * len(kalman["q"]))],
         },
         "controller_node": {
             "fluctuation_lo": float(cal["threshold"]["f_lo"]),

@@ -1,43 +1,58 @@
 """KERV Kalman compensation: one-step-ahead prediction of the next action from the executed history.
 
-Model (per action dimension, one step = one control step): constant velocity, state [a, da],
-F = [[1, 1], [0, 1]], H = [1, 0], process noise q * G G^T with G = [1/2, 1] (a white acceleration per step),
-measurement noise r.
+Model (per action dimension, one step = one control step): a damped trend, state [a, da],
+F = [[1, d], [0, d]], H = [1, 0], process noise q * G G^T with G = [1/2, 1] (a white acceleration per step),
+measurement noise r. The damping d in [0, 1] says how much of the last step's change carries over:
+d = 1 is constant velocity (KERV's model), d = 0 a random walk (with q >> r: repeat the last action).
+
+Why the damping (measured, `vla-accel calibrate` on the Meta-World demonstrations): the constant-velocity
+filter had the better median one-step error but the worse mean than simply repeating the last action on
+3 of 4 dimensions, because it overshoots after every abrupt change of command (a new motion phase, a
+gripper switch) and those errors dominate the mean. A per-dimension damping fitted to the data keeps the
+trend where motion is smooth and drops it where commands jump.
 
 Windowed filter (KERV: history AC = 10, prediction length PL = 1): the prediction at each step is the
 Kalman filter run over the last `history` executed actions only, initialised from its two oldest
 samples (x = [z1, z1 - z0], P = r * [[1, 1], [1, 2]]). Old regimes (before a grasp, say) thus drop out
-after `history` steps. With q and r fixed, the gains of such a filter do not depend on the data, so the
-prediction is a fixed linear combination of the window: the weights (and the predictive variance) are
-computed once per window length at construction, and `predict()` is a dot product per dimension.
+after `history` steps. With q, r and d fixed, the gains of such a filter do not depend on the data, so
+the prediction is a fixed linear combination of the window: the weights (and the predictive variance)
+are computed once per window length at construction, and `predict()` is a dot product per dimension.
 
-`fit` (our choice): profile maximum likelihood of the one-step predictive Gaussian over demonstrations.
-The predicted mean depends only on q/r and the predictive variance scales with r, so for each q/r on a
-log grid the best r has a closed form (the mean of e^2 / s, s = variance at r = 1); the grid point with
-the highest likelihood wins, per dimension.
+`fit` (our choice), per dimension: for each damping on a grid and each q/r on a log grid, the predicted
+mean is fixed and the best r has a closed form (profile maximum likelihood: the mean of e^2 / s, s = the
+variance at r = 1). The (damping, q/r) pair with the lowest one-step mean absolute error wins (the error
+a fill makes), not the highest likelihood: the likelihood of a Gaussian favoured the overconfident
+constant-velocity model on these heavy-tailed errors. r stays the likelihood's, so the predictive
+variance is calibrated for the chosen mean.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_RATIOS = np.logspace(-6.0, 2.0, 33)  # q / r grid for `fit`
+DEFAULT_RATIOS = np.logspace(-6.0, 6.0, 49)  # q / r grid for `fit` (the top: the last sample alone)
+DEFAULT_DAMPINGS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)  # trend damping grid for `fit`
 _R_FLOOR = 1e-12  # variance floor for a dimension that never varies
 
 
-def _window_predict(z: np.ndarray, q: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _window_predict(
+    z: np.ndarray, q: np.ndarray, r: np.ndarray, d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Filter the columns of z (n, B), n >= 2, and predict one step ahead: (mean (B,), variance (B,))."""
     x0 = z[1].astype(np.float64)
     x1 = z[1] - z[0]
     p00, p01, p11 = r.copy(), r.copy(), 2.0 * r
     for k in range(2, z.shape[0] + 1):
-        # Predict: x = F x; P = F P F^T + Q.
-        x0 = x0 + x1
-        p00, p01, p11 = p00 + 2.0 * p01 + p11 + 0.25 * q, p01 + p11 + 0.5 * q, p11 + q
+        # Predict: x = F x; P = F P F^T + Q, F = [[1, d], [0, d]].
+        x0, x1 = x0 + d * x1, d * x1
+        p00, p01, p11 = (
+            p00 + 2.0 * d * p01 + d * d * p11 + 0.25 * q,
+            d * p01 + d * d * p11 + 0.5 * q,
+            d * d * p11 + q,
+        )
         if k == z.shape[0]:
             return x0, p00 + r
         s = p00 + r
@@ -48,7 +63,9 @@ def _window_predict(z: np.ndarray, q: np.ndarray, r: np.ndarray) -> tuple[np.nda
     raise AssertionError("unreachable")
 
 
-def _gains(q: np.ndarray, r: np.ndarray, history: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _gains(
+    q: np.ndarray, r: np.ndarray, d: np.ndarray, history: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per window length n (list index, 2..history): weights (B, n), oldest first, and variance (B,)."""
     weights: list[np.ndarray] = [np.empty(0)] * (history + 1)
     variances: list[np.ndarray] = [np.empty(0)] * (history + 1)
@@ -56,7 +73,7 @@ def _gains(q: np.ndarray, r: np.ndarray, history: int) -> tuple[list[np.ndarray]
     for n in range(2, history + 1):
         # The prediction is linear in the window: feed unit vectors to read off the weights.
         z = np.tile(np.eye(n), (1, b))  # (n, b*n); column d*n + j is e_j for dimension d
-        mean, var = _window_predict(z, np.repeat(q, n), np.repeat(r, n))
+        mean, var = _window_predict(z, np.repeat(q, n), np.repeat(r, n), np.repeat(d, n))
         weights[n] = mean.reshape(b, n)
         variances[n] = var.reshape(b, n)[:, 0]
     return weights, variances
@@ -83,31 +100,34 @@ def _as_episodes(episodes_actions: Sequence[np.ndarray]) -> list[np.ndarray]:
 def _one_step(
     episodes: list[np.ndarray], weights: list[np.ndarray], variances: list[np.ndarray], history: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(targets, predictions, predictive variances, repeat-last) over every step with >= 2 past actions."""
-    tgt, pred, var, last = [], [], [], []
+    """(targets, predictions, predictive variances, previous actions) over every step with >= 2 past
+    actions; the previous actions (T, A, 2), oldest first, give the repeat-last and constant-velocity
+    baselines."""
+    tgt, pred, var, prev = [], [], [], []
     for a in episodes:
         for t in range(2, min(history, a.shape[0])):  # short windows at the episode start
             tgt.append(a[t : t + 1])
             pred.append(np.einsum("na,an->a", a[:t], weights[t])[None])
             var.append(np.broadcast_to(variances[t], (1, a.shape[1])))
-            last.append(a[t - 1 : t])
+            prev.append(np.stack([a[t - 2], a[t - 1]], axis=-1)[None])
         if a.shape[0] > history:
             win = np.lib.stride_tricks.sliding_window_view(a[:-1], history, axis=0)  # (T-h, A, h)
             tgt.append(a[history:])
             pred.append(np.einsum("tan,an->ta", win, weights[history]))
             var.append(np.broadcast_to(variances[history], (a.shape[0] - history, a.shape[1])))
-            last.append(a[history - 1 : -1])
+            prev.append(win[..., -2:])
     if not tgt:
         raise ValueError("episodes too short: need at least one episode with 3 or more steps")
-    return np.concatenate(tgt), np.concatenate(pred), np.concatenate(var), np.concatenate(last)
+    return np.concatenate(tgt), np.concatenate(pred), np.concatenate(var), np.concatenate(prev)
 
 
 @dataclass(frozen=True)
 class OneStepError:
-    """One-step absolute prediction error per dimension, filter vs. "repeat the last action".
+    """One-step absolute prediction error per dimension: the filter, "repeat the last action", and
+    "constant velocity" (a_t = 2 a_{t-1} - a_{t-2}).
 
-    Means and medians: a constant-velocity filter overshoots for a few steps after an abrupt change of
-    command (a new motion phase), which dominates the mean while the median shows the smooth stretches.
+    Means and medians: a trend predictor overshoots for a few steps after an abrupt change of command
+    (a new motion phase), which dominates the mean while the median shows the smooth stretches.
     """
 
     kalman: np.ndarray
@@ -115,13 +135,20 @@ class OneStepError:
     steps: int
     kalman_median: np.ndarray
     repeat_last_median: np.ndarray
+    const_velocity: np.ndarray
+    const_velocity_median: np.ndarray
 
 
 class ActionKalman:
     """Windowed constant-velocity Kalman predictor over the executed actions (see module doc)."""
 
     def __init__(
-        self, action_dim: int, q: np.ndarray | float, r: np.ndarray | float, history: int = 10
+        self,
+        action_dim: int,
+        q: np.ndarray | float,
+        r: np.ndarray | float,
+        history: int = 10,
+        damping: np.ndarray | float = 1.0,
     ) -> None:
         if not (isinstance(action_dim, (int, np.integer)) and action_dim >= 1):
             raise ValueError(f"action_dim must be an integer >= 1, got {action_dim!r}")
@@ -131,7 +158,10 @@ class ActionKalman:
         self.history = int(history)
         self.q = self._param("q", q, allow_zero=True)
         self.r = self._param("r", r, allow_zero=False)
-        self._w, self._var = _gains(self.q, self.r, self.history)
+        self.damping = self._param("damping", damping, allow_zero=True)
+        if (self.damping > 1.0).any():
+            raise ValueError(f"damping must be in [0, 1], got {self.damping.tolist()}")
+        self._w, self._var = _gains(self.q, self.r, self.damping, self.history)
         self._buf = np.zeros((self.history, self.action_dim))
         self._n = 0
 
@@ -191,40 +221,62 @@ class ActionKalman:
         eps = _as_episodes(episodes_actions)
         if eps[0].shape[1] != self.action_dim:
             raise ValueError(f"episodes have {eps[0].shape[1]} dimensions, the filter {self.action_dim}")
-        tgt, pred, _, last = _one_step(eps, self._w, self._var, self.history)
-        e_kf, e_last = np.abs(tgt - pred), np.abs(tgt - last)
+        tgt, pred, _, prev = _one_step(eps, self._w, self._var, self.history)
+        e_kf, e_last = np.abs(tgt - pred), np.abs(tgt - prev[..., 1])
+        e_cv = np.abs(tgt - (2.0 * prev[..., 1] - prev[..., 0]))
+        median = lambda e: np.median(e, 0)  # noqa: E731
         return OneStepError(
-            e_kf.mean(0), e_last.mean(0), tgt.shape[0], np.median(e_kf, 0), np.median(e_last, 0)
+            e_kf.mean(0),
+            e_last.mean(0),
+            tgt.shape[0],
+            median(e_kf),
+            median(e_last),
+            e_cv.mean(0),
+            median(e_cv),
         )
 
     @classmethod
     def fit(
-        cls, episodes_actions: Sequence[np.ndarray], history: int = 10, ratios: Sequence[float] | None = None
+        cls,
+        episodes_actions: Sequence[np.ndarray],
+        history: int = 10,
+        ratios: Sequence[float] | None = None,
+        dampings: Sequence[float] | None = None,
     ) -> ActionKalman:
-        """Estimate q and r per dimension by profile maximum likelihood over a q/r grid (module doc)."""
+        """Fit damping, q and r per dimension: lowest one-step mean absolute error over the (damping, q/r)
+        grid, r by profile maximum likelihood at each point (module doc)."""
         eps = _as_episodes(episodes_actions)
         grid = np.asarray(DEFAULT_RATIOS if ratios is None else ratios, dtype=np.float64)
         if grid.ndim != 1 or grid.size == 0 or not (np.isfinite(grid).all() and (grid >= 0).all()):
             raise ValueError("ratios must be a non-empty 1-D sequence of finite values >= 0")
+        damp = np.asarray(DEFAULT_DAMPINGS if dampings is None else dampings, dtype=np.float64)
+        if damp.ndim != 1 or damp.size == 0 or not ((damp >= 0) & (damp <= 1)).all():
+            raise ValueError("dampings must be a non-empty 1-D sequence of values in [0, 1]")
         dim = eps[0].shape[1]
-        best_ll = np.full(dim, -np.inf)
-        best_q, best_r = np.zeros(dim), np.ones(dim)
-        for rho in grid:
-            w, v = _gains(np.array([rho]), np.array([1.0]), history)
-            w = [x if x.size == 0 else np.broadcast_to(x, (dim, x.shape[1])) for x in w]
-            v = [x if x.size == 0 else np.broadcast_to(x, (dim,)) for x in v]
-            tgt, pred, s, _ = _one_step(eps, w, v, history)
-            e2 = (tgt - pred) ** 2
-            r = np.maximum((e2 / s).mean(0), _R_FLOOR)
-            ll = -0.5 * (np.log(2.0 * math.pi * r[None] * s) + e2 / (r[None] * s)).sum(0)
-            better = ll > best_ll
-            best_ll = np.where(better, ll, best_ll)
-            best_q = np.where(better, rho * r, best_q)
-            best_r = np.where(better, r, best_r)
-        return cls(dim, best_q, best_r, history)
+        best_mae = np.full(dim, np.inf)
+        best_q, best_r, best_d = np.zeros(dim), np.ones(dim), np.ones(dim)
+        for d in damp:
+            for rho in grid:
+                w, v = _gains(np.array([rho]), np.array([1.0]), np.array([d]), history)
+                w = [x if x.size == 0 else np.broadcast_to(x, (dim, x.shape[1])) for x in w]
+                v = [x if x.size == 0 else np.broadcast_to(x, (dim,)) for x in v]
+                tgt, pred, s, _ = _one_step(eps, w, v, history)
+                err = tgt - pred
+                mae = np.abs(err).mean(0)
+                r = np.maximum((err**2 / s).mean(0), _R_FLOOR)
+                better = mae < best_mae
+                best_mae = np.where(better, mae, best_mae)
+                best_q, best_r = np.where(better, rho * r, best_q), np.where(better, r, best_r)
+                best_d = np.where(better, d, best_d)
+        return cls(dim, best_q, best_r, history, best_d)
 
     def to_dict(self) -> dict:
-        return {"history": self.history, "q": self.q.tolist(), "r": self.r.tolist()}
+        return {
+            "history": self.history,
+            "q": self.q.tolist(),
+            "r": self.r.tolist(),
+            "damping": self.damping.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> ActionKalman:
@@ -232,7 +284,8 @@ class ActionKalman:
             q, r = data["q"], data["r"]
         except KeyError as exc:
             raise ValueError(f"Kalman config lacks {exc.args[0]!r}") from None
-        return cls(len(q), q, r, int(data.get("history", 10)))
+        # a config written before the damping existed is the constant-velocity filter it described
+        return cls(len(q), q, r, int(data.get("history", 10)), data.get("damping", 1.0))
 
 
 @dataclass(frozen=True)
@@ -249,7 +302,7 @@ class KalmanCompensator:
 
     After a rejected draft token at position k, the target's own correction token is kept at k and the
     dimensions k+1.. are filled from the prediction where `mask` allows (the gripper never, by default: it
-    jumps between commands and a constant-velocity guess of it is meaningless). After a fill, compensation
+    jumps between commands and a trend guess of it is meaningless). After a fill, compensation
     is disabled for the next `cooldown` control steps (KERV n = 4) so predictions are not fed back into the
     filter step after step; at most one fill per control step. Call `observe` once per step with the
     executed action, filled or not.

@@ -224,6 +224,12 @@ class KinematicsParams(NodeParams):
     kalman_r: tuple[float, ...] = param(
         (1e-2,), "Measurement noise per action dimension (one value: all dimensions).", range=(1e-12, 1e6)
     )
+    kalman_damping: tuple[float, ...] = param(
+        (1.0,),
+        "Trend damping per action dimension (1: constant velocity, 0: the last action; one value: all "
+        "dimensions); fitted by `vla-accel calibrate`.",
+        range=(0.0, 1.0),
+    )
     history_length: int = param(10, "Executed actions in the Kalman window (KERV AC).", range=(2, 1000))
     cooldown_steps: int = param(
         4, "Steps without compensation after a Kalman fill (KERV n).", range=(0, 1000)
@@ -247,7 +253,9 @@ class KinematicsParams(NodeParams):
 
     def compensator(self, action_dim: int) -> KalmanCompensator:
         """KERV Kalman filter with its fill cool-down; the action dimension comes from the first action."""
-        kalman = ActionKalman(action_dim, self.kalman_q, self.kalman_r, self.history_length)
+        kalman = ActionKalman(
+            action_dim, self.kalman_q, self.kalman_r, self.history_length, self.kalman_damping
+        )
         return KalmanCompensator(kalman, cooldown=self.cooldown_steps)
 
     def proxy_calibration(self) -> ProxyCalibration:
