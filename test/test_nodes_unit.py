@@ -868,7 +868,8 @@ class FakeArm:
     action_dim = 4
 
     def __init__(self, task: str, image_size: int, max_steps: int, succeed_at: int | None = None) -> None:
-        self.task, self.image_size, self.max_steps, self.succeed_at = task, image_size, max_steps, succeed_at
+        self.task, self.image_size, self.succeed_at = task, image_size, succeed_at
+        self.max_steps = max_steps or 200  # 0: the task's own limit (a Meta-World task's)
         self.instruction = f"do {task}"
         self.actions: list[np.ndarray] = []
         self.seeds: list[int] = []

@@ -6,17 +6,27 @@ import argparse
 import time
 from pathlib import Path
 
-HELP = "record scripted-expert Meta-World demonstrations into rosbag2 bags (one per task)"
+HELP = "record scripted-expert Meta-World or LIBERO demonstrations into rosbag2 bags (one per task)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--out", type=Path, required=True, help="output directory (one bag per task inside)")
-    add("--tasks", default="all", help="'all' or comma-separated task names (e.g. reach,push)")
+    add(
+        "--tasks",
+        default="all",
+        help="'all' (Meta-World), comma-separated Meta-World names (reach,push) or LIBERO tasks "
+        "(libero_object:3, libero_object:all, libero_spatial:0,1); one simulator per run",
+    )
     add("--episodes-per-task", type=int, default=100, help="successful episodes kept per task")
     add("--seed-start", type=int, default=0, help="first layout seed (must stay below 1000000)")
     add("--image-size", type=int, default=64, help="square camera image size in pixels")
-    add("--max-steps", type=int, default=200, help="step limit of an episode")
+    add(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="step limit of an episode (default: Meta-World 200, LIBERO the protocol's per suite)",
+    )
     add("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage plugin")
     add("--workers", type=int, default=2, help="tasks recorded in parallel (one process each)")
     add("--overwrite", action="store_true", help="replace existing bags of the same tasks")
@@ -31,11 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from vla_accel_ros.sim.arms import check_tasks
     from vla_accel_ros.sim.demos import DemoConfig, generate, write_manifest
-    from vla_accel_ros.sim.tasks import parse_task_list
+    from vla_accel_ros.sim.tasks import parse_task_list, task_dirname
 
     try:
         tasks = parse_task_list(args.tasks)
+        check_tasks(tasks)
         cfg = DemoConfig(
             episodes_per_task=args.episodes_per_task,
             seed_start=args.seed_start,
@@ -45,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
             driver=args.driver,
         )
         cfg.check()
-    except ValueError as exc:
+    except (ValueError, ModuleNotFoundError) as exc:  # a LIBERO suite named without the extra installed
         print(f"error: {exc}")
         return 2
-    existing = [t for t in tasks if (args.out / t).exists()]
+    existing = [task_dirname(t) for t in tasks if (args.out / task_dirname(t)).exists()]
     if existing and not args.overwrite:
         print(f"error: bags exist already in {args.out}: {', '.join(existing)} (--overwrite replaces them)")
         return 2

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from vla_accel_ros.training.flags import json_object
 
-HELP = "train the token-domain VLA on demonstration bags (resumable, deterministic seed)"
+HELP = (
+    "train the token-domain VLA on demonstration bags, Meta-World or LIBERO: action size, statistics and "
+    "vocabulary come from the data (resumable, deterministic seed)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

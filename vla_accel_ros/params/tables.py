@@ -652,8 +652,8 @@ class SimArmParams(NodeParams):
 
     task: str = param(
         "reach",
-        "Meta-World task ('reach' or 'reach-v3'), a comma-separated list, or 'all' "
-        "(episodes go round the list).",
+        "Meta-World task ('reach' or 'reach-v3'), a LIBERO one ('libero_object:3', needs the libero "
+        "extra), a comma-separated list, or 'all' (the Meta-World tasks; episodes go round the list).",
         read_only=True,
     )
     seed_start: int = param(
@@ -664,7 +664,11 @@ class SimArmParams(NodeParams):
     )
     episodes: int = param(0, "Episodes to run in all (0: until stopped).", range=(0, 10**6), read_only=True)
     max_steps: int = param(
-        200, "Steps after which an unsuccessful episode ends.", range=(1, 100000), read_only=True
+        0,
+        "Steps after which an unsuccessful episode ends (0: the task's own limit, Meta-World 200, LIBERO "
+        "the suite's evaluation limit).",
+        range=(0, 100000),
+        read_only=True,
     )
     image_size: int = param(64, "Camera image width and height (pixels).", range=(8, 1024), read_only=True)
     lockstep: bool = param(

@@ -1,4 +1,6 @@
-"""Simulated arm driver: a Meta-World Sawyer (vla_accel_ros.sim.metaworld_arm.SimArm) on the robot's topics.
+"""Simulated arm driver on the robot's topics: a Meta-World Sawyer (vla_accel_ros.sim.metaworld_arm.SimArm)
+or, for a LIBERO task such as "libero_object:3", LIBERO's Panda (vla_accel_ros.sim.libero_arm.LiberoArm,
+7-D actions, the Panda's joint states), both built by vla_accel_ros.sim.arms.make_arm.
 
 Publishes camera images (rgb8, stamped with the capture time), joint states, the task instruction
 (latched) and episode events; executes commands from `arm/command` and republishes each executed action
@@ -55,7 +57,7 @@ REPUBLISH_PERIOD_S = 0.25  # before the first command
 
 
 class Arm(Protocol):
-    """What the node needs of SimArm (a fake in unit tests)."""
+    """What the node needs of SimArm or LiberoArm (a fake in unit tests)."""
 
     instruction: str
     action_dim: int
@@ -68,24 +70,26 @@ class Arm(Protocol):
     def done(self) -> bool: ...
 
 
-ArmFactory = Callable[[str, int, int], Arm]
+ArmFactory = Callable[[str, int, int], Arm]  # (task, image size, max steps; 0: the task's own limit)
 
 
-def _sim_arm(task: str, image_size: int, max_steps: int) -> Arm:
-    from vla_accel_ros.sim.metaworld_arm import SimArm  # MuJoCo and Meta-World load only here
+def build_sim_arm(task: str, image_size: int, max_steps: int) -> Arm:
+    """The node's default ArmFactory: the task's simulator with both cameras the node publishes."""
+    from vla_accel_ros.sim.arms import make_arm  # MuJoCo and the simulator load only here
 
-    return SimArm(task, image_size=image_size, cameras=tuple(CAMERA_TOPICS), max_steps=max_steps)
+    return make_arm(task, image_size, tuple(CAMERA_TOPICS), max_steps or None)  # 0: the task's own limit
 
 
 class SimArmNode(Node):
-    """The simulated arm driver (Meta-World) behind the same topics and message types as a real arm."""
+    """The simulated arm driver (Meta-World or LIBERO) behind the same topics and message types as a real
+    arm."""
 
     def __init__(self, arm_factory: ArmFactory | None = None, **kwargs: Any) -> None:
         super().__init__("sim_arm_node", **kwargs)
         self._params = declare_params(self, SimArmParams)
         p = self._params.values
         self._tasks = parse_task_list(p.task)
-        self._arm_factory = arm_factory or _sim_arm
+        self._arm_factory = arm_factory or build_sim_arm
         self._arms: dict[str, Arm] = {}
         self._health = Health(self)
 

@@ -1,12 +1,15 @@
-"""The Meta-World tasks this project trains and evaluates on.
+"""The tasks this project trains and evaluates on: Meta-World's by name, LIBERO's as "<suite>:<index>".
 
-Seeds below `EVAL_SEED_BASE` are for demonstrations; evaluation uses `EVAL_SEED_BASE + i`, so the
-layouts a policy is scored on were never in its training data.
+Seeds below `EVAL_SEED_BASE` are for demonstrations; Meta-World evaluation uses `EVAL_SEED_BASE + i`,
+so the layouts a policy is scored on were never in its training data. LIBERO demonstrations use seeded
+layouts too; LIBERO evaluation uses the suites' official init states, which no demonstration starts from.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from vla_accel_ros.sim.libero_suites import is_libero_task
 
 EVAL_SEED_BASE = 1_000_000
 
@@ -33,18 +36,49 @@ def resolve_task(name: str) -> str:
 
 
 def parse_task_list(spec: str) -> list[str]:
-    """ "all" or a comma-separated list of task names (short or v3 names), order kept, no repeats."""
+    """ "all" or a comma-separated list of tasks, order kept, no repeats.
+
+    Meta-World tasks by short or v3 name; LIBERO tasks as "<suite>:<index or name>", "<suite>:all" for
+    the whole suite, and bare indices after a LIBERO entry continue its suite ("libero_spatial:0,1").
+    "all" is every Meta-World task (LIBERO suites are named). LIBERO indices are checked when the arm is
+    built, so that parsing needs no LIBERO install.
+    """
     if spec.strip() == "all":
         return list(TASKS)
     names: list[str] = []
-    for part in spec.split(","):
-        if part.strip():
-            task = resolve_task(part)
-            if task not in names:
-                names.append(task)
+    suite: str | None = None  # the LIBERO suite bare indices continue
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if is_libero_task(part):
+            suite, _, which = (x.strip() for x in part.partition(":"))
+            if not which:
+                raise ValueError(f"{part!r} names no task of {suite} (an index, a task name or 'all')")
+            found = _libero_suite_tasks(suite) if which == "all" else [libero_spec(suite, which)]
+        elif suite is not None and part.isdigit():
+            found = [libero_spec(suite, part)]
+        else:
+            suite, found = None, [resolve_task(part)]
+        names += [t for t in found if t not in names]
     if not names:
         raise ValueError("no task given")
     return names
+
+
+def libero_spec(suite: str, which: str) -> str:
+    """ "<suite>:<index>" with the index written plainly ("07" -> "7"), a task name kept as given."""
+    return f"{suite}:{int(which)}" if which.isdigit() else f"{suite}:{which}"
+
+
+def _libero_suite_tasks(suite: str) -> list[str]:
+    from vla_accel_ros.sim.libero_arm import libero_tasks  # LIBERO loads only when a suite is expanded
+
+    return libero_tasks(suite)
+
+
+def task_dirname(task: str) -> str:
+    """A task's folder name (its bag, its results): "libero_object:3" -> "libero_object-3" (no ':')."""
+    return task.replace(":", "-")
 
 
 def expert_policy(task: str) -> Any:

@@ -21,6 +21,7 @@ from vla_accel_ros.policy.checkpoint import load_weights, save_checkpoint, store
 from vla_accel_ros.policy.config import VlaConfig
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.tokenizer import ActionTokenizer, PromptTokenizer
+from vla_accel_ros.sim.libero_suites import is_libero_task
 from vla_accel_ros.training.dataset import FrameSet, load_frames
 
 
@@ -56,6 +57,23 @@ def _stats(frames: FrameSet) -> dict[str, list[float]]:
         "state_mean": frames.joints.mean(axis=0).tolist(),
         "state_std": (frames.joints.std(axis=0) + 1e-3).tolist(),
     }
+
+
+def _fitted_shape(frames: FrameSet, base: VlaConfig, prompts: PromptTokenizer, overrides: dict) -> dict:
+    """The sizes the data fixes: action and state dims (4 and 9 on Meta-World, 7 and 9 on LIBERO), a
+    prompt long enough for the longest instruction (LIBERO-Spatial's run to 19 words, beyond the default
+    12 tokens, and truncated they would no longer tell tasks apart) and room for the whole sequence.
+    Sizes given as --model overrides are kept; the defaults only ever grow, so Meta-World keeps its own."""
+    fitted: dict = {"action_dim": int(frames.actions.shape[1]), "state_dim": int(frames.joints.shape[1])}
+    if "prompt_length" not in overrides:
+        pad = prompts.index[prompts.PAD]
+        longest = max(sum(i != pad for i in prompts.encode(s, 4096)) for s in set(frames.instructions))
+        fitted["prompt_length"] = max(base.prompt_length, longest)
+    if "max_positions" not in overrides:
+        size = int(frames.images[base.cameras[0]].shape[1])
+        tokens = len(base.cameras) * (size // 16) ** 2 + 1 + fitted.get("prompt_length", base.prompt_length)
+        fitted["max_positions"] = max(base.max_positions, tokens + fitted["action_dim"])
+    return fitted
 
 
 def _shift(batch: torch.Tensor, px: int, rng: np.random.Generator) -> torch.Tensor:
@@ -156,6 +174,7 @@ def _fresh(cfg: TrainConfig) -> tuple[VlaModel, VlaConfig, PromptTokenizer, Fram
     model = build(
         {
             **_stats(frames),
+            **_fitted_shape(frames, base, prompts, cfg.model),
             "prompt_vocab": prompts.vocab[4:],
             "image_size": frames.images[base.cameras[0]].shape[1],
         }
@@ -179,12 +198,14 @@ def _copy_vision(model: VlaModel, source: str) -> None:
 
 
 def held_out_split(frames: FrameSet, per_task: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out the last `per_task` episodes of every task (whole episodes, no frame leakage); public
-    so that benchmarks replay exactly the episodes training never saw."""
+    """Hold out the last `per_task` episodes of every task (whole episodes, no frame leakage), but never a
+    task's only episodes (a smoke run on one demonstration still trains); public so that benchmarks
+    replay exactly the episodes training never saw."""
     val_eps: set[int] = set()
     for task in sorted(set(frames.tasks)):
         eps = [i for i, t in enumerate(frames.tasks) if t == task]
-        val_eps.update(eps[-per_task:] if per_task else [])
+        held = min(per_task, len(eps) - 1)
+        val_eps.update(eps[-held:] if held > 0 else [])
     is_val = np.isin(frames.episode_index, sorted(val_eps))
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
@@ -332,17 +353,23 @@ def _card(summary: dict) -> str:
         info = json.loads(manifest.read_text())
         per_task = {t: v.get("seeds", []) for t, v in info.get("tasks", {}).items()}
         spans = {f"{min(v)}-{max(v)}" for v in per_task.values() if v}
+        held_out = (
+            "evaluation starts from the suites' official init states (never trained on)"
+            if info.get("simulator") == "libero"
+            else f"evaluation uses seeds from {info.get('eval_seed_base', '?')} on (never trained on)"
+        )
         seeds = (
             f"- demonstration seeds per task: {', '.join(sorted(spans))} (expert failures dropped); "
-            f"evaluation uses seeds from {info.get('eval_seed_base', '?')} on (never trained on); "
-            f"demos made by `{info.get('command', '?')}`"
+            f"{held_out}; demos made by `{info.get('command', '?')}`"
         )
     backbone = cfg.get("backbone", "scratch")
+    libero = any(is_libero_task(t) for t in summary["tasks"])
     lines = [
         "# vla_accel_ros built-in policy" if backbone == "scratch" else f"# vla_accel_ros {backbone} policy",
         "",
         "Token-domain VLA (CNN encoders for the corner and wrist cameras, MLP projector, Llama decoder,",
-        "one token per action dimension over 256 bins) trained by behaviour cloning on Meta-World",
+        "one token per action dimension over 256 bins) trained by behaviour cloning on "
+        + ("LIBERO (7-D actions)" if libero else "Meta-World"),
         "scripted-expert demonstrations generated here.",
         "",
         f"- tasks: {', '.join(summary['tasks'])}",
