@@ -14,7 +14,8 @@ Conventions:
   They are rendered by MuJoCo's own renderer, which (unlike robosuite's) returns rows top-down; any
   camera whose image-up points down is turned half a turn, as for Meta-World.
 - `reset(seed)` draws the layout with the environment's own placement samplers, seeded by us, over
-  each object's whole BDDL region (see `_widen_placement`): these layouts are for demonstrations.
+  each object's whole BDDL region, objects on fixtures at their sites, a layout drawn again when an
+  object slides or falls while it settles (see libero_placement): these layouts are for demonstrations.
   `reset_to_init_state(i)` loads the suite's official init state i,
   held out for evaluation (the LIBERO protocol).
 """
@@ -34,7 +35,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless; must be decided before mu
 
 import mujoco  # noqa: E402
 
-from vla_accel_ros.sim.libero_expert import PickPlaceExpert  # noqa: E402
+from vla_accel_ros.sim.libero_expert import PickPlaceExpert, body_box, graspable  # noqa: E402
+from vla_accel_ros.sim.libero_placement import fix_site_samplers, unsettled, widen_placement  # noqa: E402
 from vla_accel_ros.sim.libero_suites import LIBERO_SUITES  # noqa: E402
 from vla_accel_ros.sim.observation import SimObservation, needs_half_turn  # noqa: E402
 
@@ -59,6 +61,9 @@ ACTION_DIM = 7
 # No-op steps after each reset so objects placed slightly above the table settle (LIBERO's own
 # evaluations wait likewise); not counted as episode steps.
 SETTLE_STEPS = 10
+# A seeded layout in which an object slides or falls while settling is drawn again (from the seed and the
+# attempt number) up to this many times; the last draw is kept.
+LAYOUT_ATTEMPTS = 5
 # The Panda sits at world -x: "away from the base" for a downward camera is +x.
 FAR_SIDE = np.array([1.0, 0.0, 0.0])
 EXTRA_HINT = "LIBERO is an optional extra: install it with `VLA_ACCEL_EXTRAS=libero tools/setup_env.sh`"
@@ -113,19 +118,10 @@ def libero_tasks(suite: str) -> list[str]:
     return [f"{suite}:{i}" for i in range(_benchmark(suite).n_tasks)]
 
 
-def _widen_placement(sampler: Any) -> None:
-    """Let each object's centre range over its whole BDDL region, not the region shrunk by its radius.
-
-    LIBERO's table samplers shrink a region by the object's radius on each side; its regions are about
-    5 cm wide, so most objects' ranges collapse to the centre and every seed gives the same layout
-    (the official init states spread by under 1 cm). Unshrunk, the centre is drawn across the region
-    (+-2.5 cm), the overlap check still holds, and the seeded layouts surround the official ones
-    without repeating them.
-    """
-    for child in getattr(sampler, "samplers", {}).values():
-        _widen_placement(child)
-    if hasattr(sampler, "ensure_object_boundary_in_range"):
-        sampler.ensure_object_boundary_in_range = False
+def _owner(target: str, bodies: dict[str, int]) -> int | None:
+    """The body named `target`, or owning the region `target` ("basket_1_contain_region"), if any."""
+    owners = [n for n in bodies if target == n or target.startswith(n + "_")]
+    return bodies[max(owners, key=len)] if owners else None
 
 
 class LiberoArm:
@@ -169,7 +165,8 @@ class LiberoArm:
         )
         self.instruction = str(self._env.language_instruction)
         self._inner: Any = self._env.env
-        _widen_placement(self._inner.placement_initializer)
+        widen_placement(self._inner.placement_initializer)
+        fix_site_samplers(self._inner)
         self._renderer: mujoco.Renderer | None = None
         self._build_renderer()
         m = self._model
@@ -190,9 +187,16 @@ class LiberoArm:
             name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, obj.root_body)
             for name, obj in self._inner.objects_dict.items()
         }
+        # Fixtures (cabinet, stove, rack...): obstacles for the expert; the table is not one of them.
+        self._fixture_bodies = {
+            name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, obj.root_body)
+            for name, obj in self._inner.fixtures_dict.items()
+        }
         self.joint_names = list(JOINT_NAMES)
         self._expert: PickPlaceExpert | None = None
         self._layout = np.zeros(0)
+        self._settled = np.zeros(0)
+        self.layout_attempts = 0
         self._started = False
         self.steps = 0
         self.success = False
@@ -240,13 +244,24 @@ class LiberoArm:
     # -- episode ---------------------------------------------------------------------------------
     def reset(self, seed: int) -> SimObservation:
         """A layout drawn by the task's own placement samplers from `seed` (same seed, same layout)."""
-        saved = np.random.get_state()  # robosuite's samplers draw from numpy's global generator
-        try:
-            np.random.seed(int(seed) % 2**32)
-            self._env.reset()
-        finally:
-            np.random.set_state(saved)
-        return self._start(seed=int(seed), init_state=None)
+        for attempt in range(LAYOUT_ATTEMPTS):
+            saved = np.random.get_state()  # robosuite's samplers draw from numpy's global generator
+            try:
+                np.random.seed(int(seed) % 2**32 if attempt == 0 else [int(seed) % 2**32, attempt])
+                self._env.reset()
+            finally:
+                np.random.set_state(saved)
+            obs = self._start(seed=int(seed), init_state=None)
+            self.layout_attempts = attempt + 1
+            if not self.unsettled_objects():
+                break
+        return obs
+
+    def unsettled_objects(self) -> list[str]:
+        """The objects that slid or fell while this episode's layout settled (empty for a good layout)."""
+        placed = self._layout.reshape(-1, 7)
+        names = list(self._object_bodies)
+        return [names[i] for i in unsettled(placed, self._settled.reshape(-1, 7))]
 
     @property
     def n_init_states(self) -> int:
@@ -281,6 +296,7 @@ class LiberoArm:
         settle[-1] = -1.0
         for _ in range(SETTLE_STEPS):
             self._env.step(settle)
+        self._settled = self._object_poses()
         self.seed, self.init_state = seed, init_state
         self.steps = 0
         self.success = bool(self._env.check_success())
@@ -313,17 +329,36 @@ class LiberoArm:
 
     # -- scripted expert -------------------------------------------------------------------------
     def _make_expert(self, rng: np.random.Generator) -> PickPlaceExpert | None:
-        """The pick-and-place expert when the task's goal is one "In"/"On" predicate, else None."""
+        """The pick-and-place expert when the task's goal is one "In"/"On" predicate it can reach, else None.
+
+        The destination is an object ("on the plate"), an object's region (the basket's), or a region of
+        a fixture or of the table ("on the stove", "on top of the cabinet"), aimed at by its site. "In"
+        a fixture's region (a drawer) is left out: the drawer may have to be opened first; so is an object
+        that the gripper cannot pick up (`graspable`).
+        """
         goal = self._inner.parsed_problem["goal_state"]
         if len(goal) != 1 or len(goal[0]) != 3 or goal[0][0].lower() not in ("in", "on"):
             return None
         relation, obj, target = goal[0][0].lower(), goal[0][1], goal[0][2]
-        owners = [n for n in self._object_bodies if target == n or target.startswith(n + "_")]
-        if obj not in self._object_bodies or not owners:
-            return None
-        place = self._object_bodies[max(owners, key=len)]
+        if obj not in self._object_bodies or not graspable(
+            body_box(self._model, self._data, self._object_bodies[obj])
+        ):
+            return None  # a plate to push "to the front of the stove" is not picked up
+        place, site = _owner(target, self._object_bodies), None
+        if place is None:
+            site = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_SITE, target)
+            place = _owner(target, self._fixture_bodies)
+            if site < 0 or relation == "in" or (place is None and not target.startswith("main_table_")):
+                return None
         return PickPlaceExpert(
-            self._object_bodies[obj], place, relation, list(self._object_bodies.values()), rng
+            self._object_bodies[obj],
+            place,
+            relation,
+            list(self._object_bodies.values()),
+            rng,
+            hand=self._hand,
+            fixtures=tuple(self._fixture_bodies.values()),
+            place_site=site,
         )
 
     @property
