@@ -10,7 +10,7 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={package_name: ["assets/*/*/*", "assets/*/*", "assets/*"]},
+    package_data={package_name: ["assets/*/*/*", "assets/*/*", "assets/*", "quant/csrc/*.c"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

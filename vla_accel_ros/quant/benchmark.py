@@ -21,6 +21,7 @@ from vla_accel_ros.params.tables import QUANT_GROUP_SIZE
 from vla_accel_ros.policy.model import VlaModel
 from vla_accel_ros.policy.runtime import Policy, PolicyInput
 from vla_accel_ros.policy.tokenizer import ActionTokenizer
+from vla_accel_ros.quant import unpack_kernel
 from vla_accel_ros.quant.activation import quantize_per_token
 from vla_accel_ros.quant.bandwidth import decode_pass_bytes, limit_ms, mean_decode_context, read_bandwidth
 from vla_accel_ros.quant.int4 import dequantize_cpu, int4_matmul, pack, quantize_int4
@@ -98,6 +99,18 @@ def _jit_bf16_run(
     return F.linear(x, dequantize_cpu(*prepared))
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
+
+
+def _c_unpack_prepare(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if not unpack_kernel.available():
+        raise RuntimeError("the C unpack kernel could not be built here (no compiler?)")
+    if not unpack_kernel.use_dense(unpack_kernel.MIN_ROWS, w.shape[0]):
+        raise NotImplementedError(f"{w.shape[0]} rows are not whole blocks of the CPU int4 packing")
+    return pack(quantize_int4(w, group))
+
+
 def kernels(group: int) -> list[Kernel]:
     bf16, fp32 = torch.bfloat16, torch.float32
     return [
@@ -119,6 +132,13 @@ def kernels(group: int) -> list[Kernel]:
             "int4 copy dequantized to bf16 per call (eager PyTorch) + bf16 dense",
             lambda w: _jit_bf16_prepare(w, group),
             _jit_bf16_run,
+            bf16,
+        ),
+        Kernel(
+            "int4 copy unpacked per call (C kernel, quant/unpack_kernel.py) + "
+            f"{_dtype_name(unpack_kernel.dense_dtype())} dense",
+            lambda w: _c_unpack_prepare(w, group),
+            lambda x, p: unpack_kernel.dense_matmul(x, *p, group),
             bf16,
         ),
         Kernel("int8 x int8, dynamic per-token act (torch._int_mm)", _int_mm_prepare, _int_mm_run, fp32),
@@ -439,6 +459,7 @@ def bench_model(
         if name == "int4-master":
             mem["ladder_model"], mem["ladder_decoder"] = entry["model_bytes"], entry["decoder_bytes"]
             mem["ladder_linears"] = ladder.held_bytes()
+            mem["prefill_buffer"] = ladder.transient_bytes()  # the dense prefill's unpacked weight
             # the same, were the unquantized decoder parts (embeddings, norms, head) held in bf16
             mem["ladder_decoder_other_bf16"] = ladder.held_bytes() + mem["bf16_decoder"] - bf16_linears
         entries.append(entry)

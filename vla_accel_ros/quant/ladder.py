@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from vla_accel_ros.params.tables import QUANT_GROUP_SIZE
+from vla_accel_ros.quant import unpack_kernel
 from vla_accel_ros.quant.activation import fake_quantize, quantize_per_token
 from vla_accel_ros.quant.fused import FUSED_SIBLINGS, ROW_ALIGN, SharedMatmul
 from vla_accel_ros.quant.int4 import check_shape, cuda_inner_k_tiles, int4_matmul, pack, quantize_int4
@@ -97,7 +98,12 @@ class Int4Linear(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def _mm(self, x: torch.Tensor) -> torch.Tensor:
+        """x (M, K) bf16 @ W^T. Decode-sized calls on the int4 kernel (memory-bound: it reads a quarter
+        of the bytes); prefill-sized ones on the dense GEMM, W unpacked from the same codes just before
+        (compute-bound: the int4 kernel is slower there; quant/unpack_kernel.py)."""
         sz = self.scales_and_zeros  # a fused sibling's is a strided view: only its lone calls copy it
+        if x.device.type == "cpu" and unpack_kernel.use_dense(x.shape[0], self.out_features):
+            return unpack_kernel.dense_matmul(x, self.packed, sz, self.group)
         return int4_matmul(x.contiguous(), self.packed, sz.contiguous(), self.group)
 
     def extra_repr(self) -> str:
@@ -156,6 +162,20 @@ class Ladder:
         """Bytes of every tensor the quantized layers (and the int4 table) hold: all modes together."""
         return storage_bytes([t for layer in self.layers.values() for t in layer.buffers()])
 
+    def transient_bytes(self) -> int:
+        """Bytes of the buffer a dense prefill unpacks each weight into, one at a time (the largest
+        matmul's; per thread that runs prefills), beside the stored copy: 0 where that path is off."""
+        return unpack_kernel.buffer_bytes(self.matmul_shapes())
+
+    def matmul_shapes(self) -> list[tuple[int, int]]:
+        """(out, in) of each int4 matmul the CPU runs: a fused group's shared one, not its parts."""
+        shapes = set()
+        for layer in self.layers.values():
+            if isinstance(layer, Int4Linear) and layer.packed.device.type == "cpu":
+                core = layer._shared[0].core if layer._shared is not None else layer
+                shapes.add((core.out_features, core.in_features))
+        return sorted(shapes)
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         del state["_lock"]
@@ -211,6 +231,8 @@ def quantize_model(
             raise ValueError(f"{name}: {err}") from err
     if vocab:
         _check_vocab(model, group)
+    if found[0][3].weight.device.type == "cpu":
+        unpack_kernel.available()  # build or load the dense-prefill kernels now, not inside a control step
     selector = _Selector(modes[-1])
     layers: dict[str, nn.Module] = {}
     bf16_bytes = 0
