@@ -29,8 +29,14 @@ def resolve_threads(requested: int) -> int:
 
 
 def use_threads(requested: int) -> int:
-    """Set torch's intra-op threads to `resolve_threads(requested)`; returns the count set."""
+    """Set torch's intra-op threads to `resolve_threads(requested)`; returns the count set. Every
+    process that runs the policy comes through here, so the allocator is tuned here too
+    (policy/allocator.py: without it a pass's time depends on what ran before it)."""
     import torch
+
+    from vla_accel_ros.policy import allocator
+
+    allocator.tune()
 
     n = resolve_threads(requested)
     torch.set_num_threads(n)
