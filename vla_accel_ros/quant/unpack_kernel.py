@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from vla_accel_ros.evaluation.reporting import cpu_model_and_flags
 from vla_accel_ros.quant.int4 import cpu_row_block
 
 LOG = logging.getLogger(__name__)
@@ -60,13 +61,7 @@ _ARGS = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_
 
 
 def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return cpu_model_and_flags()[1]
 
 
 @functools.cache
