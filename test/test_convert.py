@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float64MultiArray
 from test_action_space import ARM, JOINT8, OPENVLA
 from vla_accel_ros.msg import VlaAction
 
-from vla_accel_ros.control.action_space import META_WORLD
+from vla_accel_ros.control.action_space import LIBERO, META_WORLD
 from vla_accel_ros.kinematics import KinematicProxies, ProxyCalibration
 from vla_accel_ros.policy.runtime import ActionResult
 from vla_accel_ros.ros import convert as C
@@ -192,6 +193,27 @@ def test_twist_from_action_and_back():
         C.twist_from_action(np.zeros(5), 0.1, 0.5, STAMP, "")
     with pytest.raises(C.ConversionError, match="NaN"):
         C.twist_from_action(np.array([math.nan, 0, 0, 0]), 0.1, 0.5, STAMP, "")
+
+
+def test_seven_d_twist_back_to_an_action():
+    seven = np.array([0.2, 0, -0.4, 0.1, -0.3, 0.5, -1.0], dtype=np.float32)
+    msg = C.twist_for_space(seven, LIBERO, 20.0, STAMP)  # 1.0 m/s and 10 rad/s per unit
+    assert (msg.twist.angular.y, msg.twist.linear.z) == pytest.approx((-3.0, -0.4))
+    assert np.allclose(C.action_from_twist(msg, 1.0, gripper=-1.0, angular_scale=10.0), seven)
+    assert C.action_from_twist(msg, 1.0, gripper=-1.0).size == 4  # a 4-D arm ignores the rotation
+    with pytest.raises(C.ConversionError, match="angular scale"):
+        C.action_from_twist(msg, 1.0, gripper=0.0, angular_scale=0.0)
+
+
+def test_gripper_command_back_to_the_sim_arms_value():
+    for value in (-1.0, 0.0, 1.0):
+        msg = C.gripper_command(np.array([0, 0, 0, value]), META_WORLD)
+        assert C.gripper_value(msg, 0.04, 0.0) == pytest.approx(value)
+    assert C.gripper_value(Float64MultiArray(data=[0.5]), 0.04, 0.0) == -1.0  # clamped: wider than open
+    with pytest.raises(C.ConversionError, match="one position"):
+        C.gripper_value(Float64MultiArray(data=[0.0, 0.0]), 0.04, 0.0)
+    with pytest.raises(C.ConversionError, match="not finite"):
+        C.gripper_value(Float64MultiArray(data=[math.nan]), 0.04, 0.0)
 
 
 def test_twist_for_a_declared_space():

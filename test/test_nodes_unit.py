@@ -20,13 +20,13 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.parameter import Parameter
 from ros_fixtures import diagnostics_from, ros_harness
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, String
 from test_action_space import ARM, JOINT8, OPENVLA
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 from vla_accel_ros.msg import AccelConfig, KalmanPrediction, KinematicState, VlaAction
 
-from vla_accel_ros.control.action_space import META_WORLD, ActionSpace
+from vla_accel_ros.control.action_space import LIBERO, META_WORLD, ActionSpace
 from vla_accel_ros.params import ParameterError
 from vla_accel_ros.policy.tokenizer import ActionTokenizer
 from vla_accel_ros.ros import convert as C
@@ -904,11 +904,15 @@ class FakeArm:
         )
 
 
-def start_sim(ros, succeed_at=None, **overrides):
+class FakeArm7(FakeArm):
+    action_dim = 7  # a LIBERO-like arm: (dx, dy, dz, droll, dpitch, dyaw, gripper)
+
+
+def start_sim(ros, succeed_at=None, arm_cls=FakeArm, **overrides):
     arms: dict[str, FakeArm] = {}
 
     def factory(task, size, steps):
-        arms[task] = FakeArm(task, size, steps, succeed_at)
+        arms[task] = arm_cls(task, size, steps, succeed_at)
         return arms[task]
 
     values = {"image_size": 8, **overrides}
@@ -1005,3 +1009,23 @@ def test_sim_arm_twist_commands(ros):
     cmd.publish(twist)
     assert ros.spin_until(lambda: executed, 5.0)
     assert list(arms["reach-v3"].actions[0]) == pytest.approx([0.5, -0.2, 0.0, 0.0])
+
+
+def test_sim_arm_twist_takes_rotation_and_the_gripper_command_on_a_7d_arm(ros):
+    diags = Diagnostics(ros)
+    node, arms, _, _, executed = start_sim(
+        ros, arm_cls=FakeArm7, command_type="twist", twist_linear_scale=1.0, twist_angular_scale=10.0
+    )
+    grip = ros.publisher(Float64MultiArray, "gripper/commands", command_qos())
+    cmd = ros.publisher(TwistStamped, "arm/command", command_qos())
+    assert ros.spin_until(lambda: node._arm is not None, 5.0)
+    # the controller's gripper command (0.0 m = closed) comes before its twist
+    grip.publish(Float64MultiArray(data=[0.0]))
+    assert ros.spin_until(lambda: node._gripper_command is not None, 5.0)
+    action = np.array([0.2, 0.0, -0.4, 0.1, -0.3, 0.5, 1.0])
+    cmd.publish(C.twist_for_space(action, LIBERO, 20.0, now_ns(ros)))
+    assert ros.spin_until(lambda: executed, 5.0)
+    assert list(arms["reach-v3"].actions[0]) == pytest.approx(action.tolist(), abs=1e-6)
+    grip.publish(Float64MultiArray(data=[float("nan")]))  # refused: the last good command stays
+    diags.wait("sim_arm_node", WARN, "bad gripper command")
+    assert node._gripper_command == 1.0

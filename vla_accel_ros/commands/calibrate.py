@@ -13,6 +13,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("data/demos"), help="folder of demonstration bags")
     parser.add_argument("--out", type=Path, default=Path("config/calibration.yaml"), help="params file")
     parser.add_argument("--report", type=Path, default=Path("docs/results/calibration.json"))
+    parser.add_argument(
+        "--from-report",
+        type=Path,
+        metavar="JSON",
+        help="rewrite --out from a stored report of an earlier run (no bags read, the report kept)",
+    )
 
 
 def _r(values: list[float]) -> list[float]:
@@ -26,12 +32,15 @@ def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.params import write_params_file
     from vla_accel_ros.training.dataset import bag_dirs
 
-    dirs = bag_dirs(args.data)
-    if not dirs:
-        print(f"no rosbag2 bags under {args.data}")
-        return 2
-    actions = [e.actions for d in dirs for e in read_episodes(d)]
-    cal = calibrate(actions, source=str(args.data))
+    if args.from_report is not None:
+        cal = json.loads(args.from_report.read_text())
+    else:
+        dirs = bag_dirs(args.data)
+        if not dirs:
+            print(f"no rosbag2 bags under {args.data}")
+            return 2
+        actions = [e.actions for d in dirs for e in read_episodes(d)]
+        cal = calibrate(actions, source=str(args.data))
     prov = cal["provenance"]
     kal = cal["kalman"]
     header = [
@@ -40,9 +49,12 @@ def run(args: argparse.Namespace) -> int:
         f"Kalman one-step MAE per dim {_r(kal['one_step_mae'])} vs repeat-last {_r(kal['repeat_last_mae'])} "
         f"vs constant velocity {_r(kal['const_velocity_mae'])} (damping {_r(kal['damping'])})",
     ]
+    if args.from_report is not None:
+        header.append(f"rewritten from the report {args.from_report}")
     write_params_file(args.out, calibration_to_params(cal), header)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(cal, indent=1))
+    if args.from_report is None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(cal, indent=1))
     print("\n".join(header))
-    print(f"wrote {args.out} and {args.report}")
+    print(f"wrote {args.out}" + ("" if args.from_report is not None else f" and {args.report}"))
     return 0

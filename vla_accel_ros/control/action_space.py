@@ -197,3 +197,16 @@ META_WORLD = ActionSpace(
     gripper_open_value=-1.0,
     gripper_closed_value=1.0,
 )
+
+# The LIBERO arm's 7-D OSC_POSE action (vla_accel_ros.sim.libero_arm): (dx, dy, dz, droll, dpitch, dyaw,
+# gripper) in [-1, 1], robosuite's OSC_POSE output_max per unit and step (0.05 m, 0.5 rad axis-angle) in
+# the world frame, -1 = open, +1 = close; config/libero.yaml declares it for the controller node.
+LIBERO = ActionSpace(
+    names=("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"),
+    kinds=("translation",) * 3 + ("rotation",) * 3 + ("gripper",),
+    units=("m",) * 3 + ("rad",) * 3 + ("normalized",),
+    scales=(0.05,) * 3 + (0.5,) * 3 + (1.0,),
+    frame="world",
+    gripper_open_value=-1.0,
+    gripper_closed_value=1.0,
+)

@@ -693,10 +693,34 @@ class SimArmParams(NodeParams):
         read_only=True,
     )
     twist_linear_scale: float = param(
-        0.1, "Twist commands: m/s per action unit (as the controller's).", range=(1e-6, 10.0)
+        0.1,
+        "Twist commands: m/s per action unit (the controller's action_scales x control_rate_hz).",
+        range=(1e-6, 10.0),
+    )
+    twist_angular_scale: float = param(
+        10.0,
+        "Twist commands to a 7-D arm (LIBERO): rad/s per rotation action unit (the controller's "
+        "action_scales x control_rate_hz; LIBERO: 0.5 rad x 20 Hz).",
+        range=(1e-6, 1000.0),
+    )
+    gripper_command_topic: str = param(
+        "gripper/commands",
+        "Twist commands: topic of the controller's gripper command (std_msgs/Float64MultiArray, the "
+        "gripper joint position); without one the gripper keeps its last value. '' = not subscribed.",
+        read_only=True,
+    )
+    gripper_open_position: float = param(
+        0.04, "Gripper command position meaning open (as the controller's).", range=(-1e3, 1e3)
+    )
+    gripper_closed_position: float = param(
+        0.0, "Gripper command position meaning closed (as the controller's).", range=(-1e3, 1e3)
     )
 
     def check(self) -> None:
+        if self.gripper_open_position == self.gripper_closed_position:
+            raise ParameterError(
+                f"{self.NODE}.gripper_open_position: must differ from gripper_closed_position"
+            )
         try:
             parse_task_list(self.task)
         except ValueError as err:

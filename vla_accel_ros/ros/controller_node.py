@@ -314,9 +314,10 @@ class ControllerNode(Node):
         except convert.ConversionError as err:
             self._health.report(ERROR, "no arm command", str(err))
             return
-        self._arm_pub.publish(out)
+        # the gripper first: an arm that moves on the twist (the lockstep sim arm) has it by then
         if grip is not None and self._gripper_pub is not None:
             self._gripper_pub.publish(grip)
+        self._arm_pub.publish(out)
         self._counts["commands"] += 1
 
     def _on_watchdog_timer(self) -> None:

@@ -298,6 +298,18 @@ def gripper_command(action: np.ndarray, space: ActionSpace) -> Float64MultiArray
     return Float64MultiArray(data=[space.gripper_position(float(a[space.gripper_dim]))])
 
 
+def gripper_value(msg: Float64MultiArray, open_position: float, closed_position: float) -> float:
+    """A gripper command (one joint position) -> the sim arms' normalized gripper value (-1 open, +1
+    closed; inverse of gripper_command for that convention), clamped to [-1, 1]."""
+    if len(msg.data) != 1:
+        raise ConversionError(f"a gripper command holds one position, got {len(msg.data)} values")
+    position = float(msg.data[0])
+    if not math.isfinite(position):
+        raise ConversionError(f"gripper command position is not finite: {position}")
+    t = (position - open_position) / (closed_position - open_position)
+    return float(min(1.0, max(-1.0, 2.0 * t - 1.0)))
+
+
 def _twist(linear: np.ndarray, angular: np.ndarray, stamp_ns: int, frame_id: str) -> TwistStamped:
     msg = TwistStamped(header=header(stamp_ns, frame_id))
     msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in linear)
@@ -345,15 +357,21 @@ def pose_position(msg: PoseStamped) -> np.ndarray:
     return xyz
 
 
-def action_from_twist(msg: TwistStamped, linear_scale: float, gripper: float) -> np.ndarray:
-    """TwistStamped -> 4-D delta action (inverse of twist_from_action; the gripper is given)."""
-    if linear_scale <= 0:
-        raise ConversionError(f"linear scale must be > 0, got {linear_scale}")
+def action_from_twist(
+    msg: TwistStamped, linear_scale: float, gripper: float, angular_scale: float | None = None
+) -> np.ndarray:
+    """TwistStamped -> delta action (inverse of twist_for_space; the gripper is given): 4-D (dx, dy, dz,
+    gripper), or with `angular_scale` (rad/s per action unit) 7-D (dx, dy, dz, droll, dpitch, dyaw,
+    gripper), the layout of the LIBERO arm's OSC_POSE actions."""
+    for name, scale in (("linear", linear_scale), ("angular", angular_scale)):
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise ConversionError(f"{name} scale must be a finite number > 0, got {scale}")
     lin = msg.twist.linear
-    a = np.array(
-        [lin.x / linear_scale, lin.y / linear_scale, lin.z / linear_scale, gripper], dtype=np.float32
-    )
-    return action_array(a, "twist")
+    values = [lin.x / linear_scale, lin.y / linear_scale, lin.z / linear_scale]
+    if angular_scale is not None:
+        ang = msg.twist.angular
+        values += [ang.x / angular_scale, ang.y / angular_scale, ang.z / angular_scale]
+    return action_array(np.array([*values, gripper], dtype=np.float32), "twist")
 
 
 # --- kinematics and control -------------------------------------------------------------------------

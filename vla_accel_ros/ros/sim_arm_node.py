@@ -29,7 +29,7 @@ import numpy as np
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, String
 
 from vla_accel_ros.control import hold_action
 from vla_accel_ros.msg import VlaAction
@@ -103,6 +103,10 @@ class SimArmNode(Node):
         self._executed_pub = self.create_publisher(VlaAction, "arm/executed_action", vla_qos())
         if p.command_type == "twist":
             self.create_subscription(TwistStamped, "arm/command", self._on_twist, command_qos())
+            if p.gripper_command_topic:
+                self.create_subscription(
+                    Float64MultiArray, p.gripper_command_topic, self._on_gripper, command_qos()
+                )
         else:
             self.create_subscription(VlaAction, "arm/command", self._on_action, command_qos())
 
@@ -115,6 +119,7 @@ class SimArmNode(Node):
         self._commanded = False  # a command has been executed since start-up
         self._latest: tuple[np.ndarray, VlaAction | None] | None = None
         self._last_gripper: float | None = None
+        self._gripper_command: float | None = None  # twist mode: the latest gripper command
         self._finished = False
         self._step_rate = RateMeter()
         self._stale_commands = 0
@@ -144,10 +149,24 @@ class SimArmNode(Node):
             return
         self._on_command(action, msg, convert.stamp_to_ns(msg.image_stamp))
 
-    def _on_twist(self, msg: TwistStamped) -> None:
-        gripper = 0.0 if self._last_gripper is None else self._last_gripper
+    def _on_gripper(self, msg: Float64MultiArray) -> None:
+        p = self._params.values
         try:
-            action = convert.action_from_twist(msg, self._params.values.twist_linear_scale, gripper)
+            self._gripper_command = convert.gripper_value(
+                msg, p.gripper_open_position, p.gripper_closed_position
+            )
+        except convert.ConversionError as err:
+            self._health.report(WARN, "bad gripper command", str(err))
+
+    def _on_twist(self, msg: TwistStamped) -> None:
+        gripper = next((g for g in (self._gripper_command, self._last_gripper) if g is not None), 0.0)
+        try:
+            p = self._params.values
+            # a 7-D arm (LIBERO's OSC_POSE) also takes the rotation dims from the twist's angular part
+            rotating = self._arm is not None and self._arm.action_dim == 7
+            action = convert.action_from_twist(
+                msg, p.twist_linear_scale, gripper, p.twist_angular_scale if rotating else None
+            )
         except convert.ConversionError as err:
             self._health.report(WARN, "bad command", str(err))
             return
@@ -208,6 +227,7 @@ class SimArmNode(Node):
             self._health.set_state(ERROR, f"cannot start {task} seed {seed}: {err}")
             return
         self._arm, self._task, self._seed = arm, task, seed
+        self._gripper_command = None  # a gripper command of the last episode does not carry over
         self._obs_stamp_ns = self.get_clock().now().nanoseconds
         self._instruction_pub.publish(String(data=arm.instruction))
         self._publish_event("start", stamp_ns=self._obs_stamp_ns)
