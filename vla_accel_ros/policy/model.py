@@ -8,7 +8,6 @@ pass over that cache (one for autoregressive decoding, k for speculative verific
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -16,10 +15,9 @@ from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaModel
 
 from vla_accel_ros.policy.config import VlaConfig
+from vla_accel_ros.policy.decoder_pass import CACHE_KW, decoder_hidden
 
-# transformers 5.18 renamed the forward argument `past_key_values` to `cache`; a silently ignored
-# keyword would decode without context, so pick the name this install uses.
-CACHE_KW = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
+__all__ = ["CACHE_KW", "Step", "VisionEncoder", "VlaModel"]
 
 
 @dataclass
@@ -108,10 +106,7 @@ class VlaModel(nn.Module):
 
     def _run(self, embeds: torch.Tensor, cache: DynamicCache, last_only: bool = False) -> Step:
         start = cache.get_seq_length()
-        positions = torch.arange(start, start + embeds.shape[1], device=embeds.device)
-        positions = positions.unsqueeze(0).expand(embeds.shape[0], -1)
-        out = self.llama(inputs_embeds=embeds, position_ids=positions, use_cache=True, **{CACHE_KW: cache})
-        hidden = out.last_hidden_state
+        hidden = decoder_hidden(self.llama, embeds, cache)
         logits = self.score(hidden[:, -1:] if last_only else hidden)
         return Step(logits, hidden, cache, start + embeds.shape[1])
 

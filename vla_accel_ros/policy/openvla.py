@@ -28,8 +28,9 @@ from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
 from vla_accel_ros.policy.checkpoint import PICKLE_SUFFIXES, CheckpointError, check_declared_size
+from vla_accel_ros.policy.decoder_pass import decoder_hidden
 from vla_accel_ros.policy.formats import OPENVLA_MODEL_TYPE
-from vla_accel_ros.policy.model import CACHE_KW, Step, VlaModel
+from vla_accel_ros.policy.model import Step, VlaModel
 from vla_accel_ros.policy.runtime import InputError, Policy, PolicyInput
 from vla_accel_ros.policy.vit import VisionTransformer, VitSpec, vit_spec
 
@@ -411,11 +412,7 @@ class OpenVlaModel(nn.Module):
     def _run(self, embeds: torch.Tensor, cache: DynamicCache, last_only: bool = False) -> Step:
         start = cache.get_seq_length()
         n = embeds.shape[1]
-        positions = torch.arange(start, start + n, device=embeds.device).expand(embeds.shape[0], -1)
-        lm = self.language_model
-        hidden = lm.model(
-            inputs_embeds=embeds, position_ids=positions, use_cache=True, **{CACHE_KW: cache}
-        ).last_hidden_state
+        hidden = decoder_hidden(self.language_model.model, embeds, cache)
         return Step(self.score(hidden[:, -1:] if last_only else hidden), hidden, cache, start + n)
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
