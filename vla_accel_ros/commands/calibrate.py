@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from vla_accel_ros.params import write_params_file
     from vla_accel_ros.training.dataset import bag_dirs
 
-    if args.from_report is not None:
+    from_report = args.from_report is not None
+    if from_report:
         cal = json.loads(args.from_report.read_text())
     else:
         dirs = bag_dirs(args.data)
@@ -49,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
         f"Kalman one-step MAE per dim {_r(kal['one_step_mae'])} vs repeat-last {_r(kal['repeat_last_mae'])} "
         f"vs constant velocity {_r(kal['const_velocity_mae'])} (damping {_r(kal['damping'])})",
     ]
-    if args.from_report is not None:
+    if from_report:
         header.append(f"rewritten from the report {args.from_report}")
     write_params_file(args.out, calibration_to_params(cal), header)
-    if args.from_report is None:
+    if not from_report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(cal, indent=1))
     print("\n".join(header))
-    print(f"wrote {args.out}" + ("" if args.from_report is not None else f" and {args.report}"))
+    print(f"wrote {args.out}" + ("" if from_report else f" and {args.report}"))
     return 0

@@ -9,7 +9,7 @@ process (SmolLM2-135M decoder, 47 cached positions): a w4a16 decode pass 13.6 ms
 every format, so every decoder (AR, speculative, KERV) and every precision gains it alike.
 
 It is the same computation, not an approximation: the same modules (so the int4 ladder's fused q/k/v
-and gate/up matmuls, `quant/fused.py`, see the same call order), the same RMS-norm op sequence, rotary
+and gate/up matmuls, `quant/fused.py`, see the same call order), the same norm modules, transformers' rotary
 embedding and `scaled_dot_product_attention` arguments that transformers' sdpa path uses (no mask and
 `enable_gqa` for one new token or a prefill from an empty cache, which is causal; an explicit causal
 mask over the cache and repeated key/value heads for k > 1 new tokens after a cache).
@@ -27,6 +27,7 @@ import inspect
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, LlamaModel
+from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
 
 # transformers 5.18 renamed the forward argument `past_key_values` to `cache`; a silently ignored
 # keyword would decode without context, so pick the name this install uses.
@@ -51,34 +52,12 @@ def lean_applies(llama: LlamaModel) -> bool:
     return llama.config._attn_implementation == "sdpa" and "forward" not in vars(llama)
 
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    # transformers' LlamaRMSNorm, op for op (fp32 statistics, cast back before the weight)
-    dtype = x.dtype
-    h = x.to(torch.float32)
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def _repeat_heads(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """(B, kv_heads, L, d) -> (B, kv_heads * groups, L, d), as transformers' repeat_kv."""
-    if groups == 1:
-        return x
-    b, heads, length, dim = x.shape
-    return x[:, :, None].expand(b, heads, groups, length, dim).reshape(b, heads * groups, length, dim)
-
-
 def _lean_pass(llama: LlamaModel, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
     b, k, _ = embeds.shape
     start = cache.get_seq_length()
     positions = (torch.arange(k, device=embeds.device) + start).unsqueeze(0)
     cos, sin = llama.rotary_emb(embeds, positions)
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    eps = llama.config.rms_norm_eps
     mask = None
     if k > 1 and start > 0:  # new tokens see the whole cache and the new ones up to themselves
         rows = torch.arange(k, device=embeds.device)[:, None] + start
@@ -86,13 +65,13 @@ def _lean_pass(llama: LlamaModel, embeds: torch.Tensor, cache: DynamicCache) -> 
     x = embeds
     for i, layer in enumerate(llama.layers[: llama.config.num_hidden_layers]):
         attn, mlp = layer.self_attn, layer.mlp
-        h = _rms_norm(x, layer.input_layernorm.weight, eps)
+        h = layer.input_layernorm(x)
         shape = (b, k, -1, attn.head_dim)
         q = attn.q_proj(h).view(shape).transpose(1, 2)
         key = attn.k_proj(h).view(shape).transpose(1, 2)
         value = attn.v_proj(h).view(shape).transpose(1, 2)
-        q = (q * cos) + (_rotate_half(q) * sin)
-        key = (key * cos) + (_rotate_half(key) * sin)
+        q = (q * cos) + (rotate_half(q) * sin)
+        key = (key * cos) + (rotate_half(key) * sin)
         key, value = cache.update(key, value, i)
         if mask is None:
             o = F.scaled_dot_product_attention(
@@ -102,8 +81,8 @@ def _lean_pass(llama: LlamaModel, embeds: torch.Tensor, cache: DynamicCache) -> 
             groups = attn.num_key_value_groups
             o = F.scaled_dot_product_attention(
                 q,
-                _repeat_heads(key, groups),
-                _repeat_heads(value, groups),
+                repeat_kv(key, groups),
+                repeat_kv(value, groups),
                 attn_mask=mask,
                 dropout_p=0.0,
                 scale=attn.scaling,
@@ -111,6 +90,6 @@ def _lean_pass(llama: LlamaModel, embeds: torch.Tensor, cache: DynamicCache) -> 
             )
         o = o.transpose(1, 2).contiguous().reshape(b, k, -1).contiguous()
         x = x + attn.o_proj(o)
-        h = _rms_norm(x, layer.post_attention_layernorm.weight, eps)
+        h = layer.post_attention_layernorm(x)
         x = x + mlp.down_proj(mlp.act_fn(mlp.gate_proj(h)) * mlp.up_proj(h))
-    return _rms_norm(x, llama.norm.weight, eps)
+    return llama.norm(x)
